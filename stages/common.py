@@ -1,0 +1,120 @@
+"""What every stage shares: the path table, params loading, error handling and timing.
+
+All knowledge of the `data/` layout lives here (DESIGN.md, 'where things land').
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from emotag_core.config import Params, load_params
+from emotag_core.errors import EmotagError
+from emotag_core.io.atomic import sweep_temps
+
+ROOT = Path.cwd()
+DATA = Path("data")
+
+
+class Paths:
+    """The one path table: where each identity's inputs and outputs live."""
+
+    def __init__(self, identity: str, root: Path | None = None) -> None:
+        self.id = identity
+        self.root = root or Path(".")
+
+    @property
+    def processed(self) -> Path:
+        return self.root / DATA / "processed" / self.id
+
+    def table(self, name: str) -> Path:
+        return self.processed / f"{name}.parquet"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.processed / "audio"
+
+    def audio(self, clip_id: str) -> Path:
+        return self.audio_dir / f"{clip_id}.wav"
+
+    @property
+    def synthetic(self) -> Path:
+        return self.root / DATA / "synthetic" / self.id
+
+    @property
+    def models(self) -> Path:
+        return self.root / DATA / "models" / self.id
+
+    @property
+    def renders(self) -> Path:
+        return self.root / DATA / "renders" / self.id
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.root / DATA / "metrics" / f"{self.id}.json"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / DATA / "metrics" / self.id
+
+    @property
+    def report(self) -> Path:
+        return self.root / DATA / "reports" / f"{self.id}.html"
+
+
+PRETRAIN_MODELS = DATA / "models" / "pretrain"
+PRETRAIN_METRICS = DATA / "metrics" / "pretrain"
+CORPUS_DIR = DATA / "processed" / "_corpus"
+
+
+def params(path: str | Path = "params.yaml") -> Params:
+    """The typed params of this repository."""
+    return load_params(path)
+
+
+def source_dir(p: Params, identity: str) -> Path:
+    """Raw input folder of an identity, as params.yaml names it."""
+    from emotag_core.errors import ConfigError
+
+    if identity not in p.identities:
+        raise ConfigError(f"params: identity `{identity}` is not listed under `identities`; "
+                          f"add it with `emotag add-identity <video> --id {identity}`")
+    return Path(p.identities[identity].source)
+
+
+def stage(name: str) -> Callable[[Callable[..., Any]], Callable[..., int]]:
+    """Decorate a stage's main: one-line errors with non-zero exit, temp sweep, timing."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., int]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> int:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            label = f"{name}@{args[0]}" if args else name
+            t0 = time.perf_counter()
+            try:
+                fn(*args, **kwargs)
+            except EmotagError as exc:
+                console.print(f"[bold red]{label} failed:[/] {type(exc).__name__}: {exc}", highlight=False)
+                return exc.exit_code
+            console.print(f"[green]{label}[/] done in {time.perf_counter() - t0:.1f} s", highlight=False)
+            return 0
+
+        return wrapper
+
+    return deco
+
+
+def main_for(fn: Callable[..., int]) -> None:
+    """`python -m stages.x <id>` entry: call the stage with argv and exit with its code."""
+    sys.exit(fn(*sys.argv[1:]))
+
+
+def sweep(*folders: Path) -> None:
+    """Remove temp leftovers of a killed earlier run of this stage."""
+    for f in folders:
+        sweep_temps(f)
