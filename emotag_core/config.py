@@ -71,7 +71,13 @@ class AudioFeaturesConfig:
     window: int = 16
     """Frames per audio window the motion network reads (paper: 16)."""
     n_mels: int = 80
-    """Mel bands of the logmel backend."""
+    """Mel bands of the logmel backend (4 hops of 10 ms stacked per frame: feature_dim = 4 * n_mels)."""
+    chunk_seconds: float = 20.0
+    """wav2vec2: audio seconds per forward pass (bounds memory on long clips)."""
+    context_seconds: float = 1.0
+    """wav2vec2: extra audio seconds on each side of a chunk, computed and discarded."""
+    device: str = "cpu"
+    """Torch device of the wav2vec2 backend."""
 
 
 @dataclass
@@ -100,6 +106,8 @@ class IdentityConfig:
     """Checkpoint path; None looks in the standard place for the backend."""
     top_k: int = 50
     """Number of most-neutral frames averaged into the identity vector."""
+    device: str = "cpu"
+    """Torch device of the adaface backend."""
 
 
 @dataclass

