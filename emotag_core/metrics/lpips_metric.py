@@ -37,12 +37,16 @@ class Lpips:
     name = "lpips-alex-v0.1"
 
     def __init__(self, weights: str | Path | None, device: str | torch.device = "cpu") -> None:
+        import warnings
+
         import lpips
 
         path = find_weights(weights)
         self.device = torch.device(device)
         # heads from the wheel (pretrained=True, model_path=None); trunk random until loaded below
-        self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():  # torchvision's `pretrained=` deprecation notice, raised inside lpips
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         self._load_trunk(path)
         self.model.eval().to(self.device)
 

@@ -1,0 +1,67 @@
+"""Facial-motion accuracy: LMD on mouth landmarks and AUE-L/U on action units (paper Sec. 4).
+
+Both compare a teacher's output on rendered frames with the same teacher's output on the real
+frames, so the teacher's own bias cancels as far as it can.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from emotag_core.io.tables import LOWER_AUS, UPPER_AUS
+
+# MediaPipe 478-point mesh: outer and inner lip contours (the face-mesh "lips" connection set).
+MOUTH_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+MOUTH_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+MOUTH = MOUTH_OUTER + MOUTH_INNER
+UPPER_LIP_INNER, LOWER_LIP_INNER = 13, 14
+FACE_SIDES = (234, 454)  # cheek extremes: the face-width yardstick that makes mouth opening scale-free
+
+
+def lmd(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
+        points: Sequence[int] = MOUTH) -> np.ndarray:
+    """Per-frame landmark distance (pixels of the crop), mean over mouth points.
+
+    pred, gt: [T, 478, >=2] landmarks (x, y in crop pixels) -> [T]; frames where `valid` [T] is
+    False (no face found on either side) are NaN.
+    """
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[2] < 2:
+        raise ValueError(f"expected two [T, 478, 2|3] landmark arrays of equal shape, got {pred.shape}, {gt.shape}")
+    idx = list(points)
+    d = np.linalg.norm(pred[:, idx, :2] - gt[:, idx, :2], axis=-1).mean(axis=1)
+    if valid is not None:
+        d = np.where(np.asarray(valid, bool), d, np.nan)
+    return d
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap over face width. landmarks: [T, 478, >=2] -> [T] (0 = closed)."""
+    lm = np.asarray(landmarks, np.float64)
+    gap = np.linalg.norm(lm[:, UPPER_LIP_INNER, :2] - lm[:, LOWER_LIP_INNER, :2], axis=-1)
+    width = np.linalg.norm(lm[:, FACE_SIDES[0], :2] - lm[:, FACE_SIDES[1], :2], axis=-1)
+    return gap / np.maximum(width, 1e-6)
+
+
+def aue(pred: np.ndarray, gt: np.ndarray, names: Sequence[str], available: Sequence[str] | None = None
+        ) -> dict[str, np.ndarray]:
+    """Per-frame AU error (mean |pred - gt| on OpenFace's 0-5 scale) on the lower and upper sets.
+
+    pred, gt: [T, A] intensities in the order `names`; AUs not in `available` are skipped.
+    Returns {"aue_l": [T], "aue_u": [T], "aus_l": [...], "aus_u": [...]}; a set with no
+    available AU gives NaNs.
+    """
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    if pred.shape != gt.shape or pred.ndim != 2 or pred.shape[1] != len(names):
+        raise ValueError(f"expected two [T, {len(names)}] AU arrays, got {pred.shape}, {gt.shape}")
+    have = set(names if available is None else available)
+    out: dict[str, np.ndarray] = {}
+    for key, group in (("l", LOWER_AUS), ("u", UPPER_AUS)):
+        cols = [i for i, n in enumerate(names) if n in group and n in have]
+        out[f"aus_{key}"] = [names[i] for i in cols]  # type: ignore[assignment]
+        if cols:
+            out[f"aue_{key}"] = np.abs(pred[:, cols] - gt[:, cols]).mean(axis=1)
+        else:
+            out[f"aue_{key}"] = np.full(len(pred), np.nan)
+    return out
