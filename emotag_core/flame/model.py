@@ -138,6 +138,7 @@ class HeadModel(nn.Module):
         self.register_buffer("mouth_vertex_ids", torch.zeros(0, dtype=torch.long))
         self.register_buffer("mouth_faces", torch.zeros(0, 3, dtype=torch.long))
         self.register_buffer("teeth_vertex_ids", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("lower_teeth_vertex_ids", torch.zeros(0, dtype=torch.long))
         self.n_face_faces = int(self.faces.shape[0])
         self.augmented = False
         lmk_ids = self.lmk_vertex_ids[self.landmark_mask].unique()
