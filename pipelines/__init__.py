@@ -1,0 +1,1 @@
+"""Prefect flows over the DVC DAG (`python -m pipelines.<flow>`)."""
