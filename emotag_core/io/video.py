@@ -198,7 +198,8 @@ class OutFrame:
 def resample_frames(path: str | Path, fps: float, stats: DecodeStats | None = None,
                     max_frames: int | None = None) -> Iterator[OutFrame]:
     """Stream a video as output frames at `fps`, choosing for time `k / fps` the source frame with
-    the nearest timestamp. Stops at the end of the last source frame or after `max_frames`."""
+    the nearest timestamp. Yields floor(duration * fps) frames (duration = end of the last source
+    frame), or `max_frames`."""
     import av
 
     path = Path(path)
@@ -244,7 +245,8 @@ def resample_frames(path: str | Path, fps: float, stats: DecodeStats | None = No
         last_dur = (float(prev[1].duration * prev[1].time_base) if prev[1].duration and prev[1].time_base
                     else (st.min_dt if math.isfinite(st.min_dt) else 1.0 / guessed))
         st.end_t = prev[0] + last_dur
-        while k * period < st.end_t - 1e-6:
+        n_total = int(math.floor(st.end_t * fps + 1e-6))  # whole output frames inside the source
+        while k < n_total:
             if max_frames is not None and k >= max_frames:
                 return
             yield OutFrame(k, k * period, prev[0], prev[1], prev_emitted is not prev[1])
