@@ -123,9 +123,10 @@ register(TableSpec(
     "identity",
     (
         pa.field("neutral_p", pa.float32()),            # p(neutral) of the frames used
+        pa.field("face_detected", pa.bool_()),          # embedder found the face (False: crop's central box)
         pa.field("embedding", _vec(1)),                 # per-frame embedding (L2-normalised)
     ),
-    meta=("embedding_dim", "identity_vector", "top_k"),
+    meta=("embedding_dim", "identity_vector", "top_k"),  # identity_vector: s, L2-normalised mean
     dynamic_width={"embedding": "embedding_dim"},
 ))
 register(TableSpec(

@@ -24,6 +24,7 @@ import numpy as np
 
 from emotag_core.config import AudioFeaturesConfig
 from emotag_core.errors import ConfigError, InputError, WeightsMissingError
+from emotag_core.teachers import Backend, WeightsStatus, no_weights, register_backend
 
 SAMPLE_RATE = 16000
 WAV2VEC2_DEFAULT = "facebook/wav2vec2-base-960h"
@@ -56,13 +57,15 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Iterator[np.
         if not container.streams.audio:
             raise InputError(p, "has no audio stream", "give the clip a sound track or re-run ingest")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # keep the channels through resampling and average them here: swresample's mono down-mix
+        # scales each channel by 1/sqrt(2), which would make stereo copies 3 dB louder than mono
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=sample_rate)
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    yield out.to_ndarray().mean(axis=0, dtype=np.float32)
             for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                yield out.to_ndarray().mean(axis=0, dtype=np.float32)
         except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
             raise InputError(p, f"audio decoding failed ({exc})", "re-run ingest or replace the file") from exc
 
@@ -163,7 +166,9 @@ class LogMelFeatures:
     chunk_frames: int = 1500
     name: str = "logmel"
     version: str = "1"
-    floor: float = 1e-6
+    floor: float = 1e-10
+
+    fps: float = 25.0
 
     def __post_init__(self) -> None:
         self.hop = int(round(SAMPLE_RATE * self.hop_ms / 1000))
@@ -172,7 +177,7 @@ class LogMelFeatures:
             raise ConfigError(f"audio_features: window {self.win} samples exceeds n_fft {self.n_fft}")
         self.fb = mel_filterbank(self.n_mels, self.n_fft, SAMPLE_RATE)        # [M, F]
         self.taper = np.hanning(self.win + 2)[1:-1].astype(np.float32)         # [win]
-        self.feature_dim = self.n_mels * self._stack_for(25.0)  # re-set per fps in features()
+        self.feature_dim = self.n_mels * self._stack_for(self.fps)
 
     def _stack_for(self, fps: float) -> int:
         per_frame = SAMPLE_RATE / fps / self.hop
@@ -184,7 +189,8 @@ class LogMelFeatures:
     def features(self, audio: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
         """audio [N] float32 at 16 kHz -> [n_frames, n_mels * stack] float32 log-mel power."""
         stack = self._stack_for(fps)
-        self.feature_dim = self.n_mels * stack
+        if stack * self.n_mels != self.feature_dim:
+            raise ConfigError(f"audio_features: logmel built for {self.fps} fps, called with {fps} fps")
         hops = n_frames * stack
         # hop m is centred at (m + 0.5) * hop samples, so frame i's hops lie inside its interval
         left = self.win // 2 - self.hop // 2
@@ -329,10 +335,10 @@ class Wav2Vec2Features:
         return interpolate_rows(h, frame_positions(n_frames, fps, self.rf, self.stride))
 
 
-def load(backend: str, cfg: AudioFeaturesConfig) -> AudioFeatureBackend:
+def load(backend: str, cfg: AudioFeaturesConfig, fps: float = 25.0) -> AudioFeatureBackend:
     """Build the configured backend; fails (WeightsMissingError) before any work if weights are absent."""
     if backend == "logmel":
-        return LogMelFeatures(n_mels=cfg.n_mels)
+        return LogMelFeatures(n_mels=cfg.n_mels, fps=fps)
     if backend == "wav2vec2":
         return Wav2Vec2Features(cfg.model_dir, chunk_seconds=cfg.chunk_seconds,
                                 context_seconds=cfg.context_seconds, device=cfg.device)
@@ -342,16 +348,16 @@ def load(backend: str, cfg: AudioFeaturesConfig) -> AudioFeatureBackend:
 BACKENDS: dict[str, type] = {"wav2vec2": Wav2Vec2Features, "logmel": LogMelFeatures}
 
 
-def describe_backends(cfg: AudioFeaturesConfig | None = None) -> list[dict[str, Any]]:
-    """For `emotag doctor`: each backend, whether its weights are present, and where it looked."""
-    cfg = cfg or AudioFeaturesConfig()
-    rows: list[dict[str, Any]] = [{"signal": "audio_features", "backend": "logmel", "kind": "offline",
-                                   "ok": True, "looked": [], "detail": "no weights needed"}]
+def locate_wav2vec2(cfg: AudioFeaturesConfig | None = None) -> WeightsStatus:
+    """Where the wav2vec2 backend looks (audio_features.model_dir, else the HF cache); loads nothing."""
     try:
-        path = resolve_wav2vec2(cfg.model_dir)
-        rows.append({"signal": "audio_features", "backend": "wav2vec2", "kind": "paper", "ok": True,
-                     "looked": [str(path)], "detail": "found"})
+        found = resolve_wav2vec2(getattr(cfg, "model_dir", None))
     except WeightsMissingError as exc:
-        rows.append({"signal": "audio_features", "backend": "wav2vec2", "kind": "paper", "ok": False,
-                     "looked": exc.looked, "detail": exc.how})
-    return rows
+        return WeightsStatus(False, tuple(exc.looked), exc.how)
+    return WeightsStatus(True, (str(found),), "", str(found))
+
+
+register_backend(Backend("audio_features", "wav2vec2", True,
+                         "Wav2Vec 2.0 base hidden states (transformers), 768-d, 50 Hz -> 25 fps", locate_wav2vec2))
+register_backend(Backend("audio_features", "logmel", False,
+                         "80-band log-mel, 4 x 10 ms hops stacked per 40 ms frame (320-d), no weights", no_weights))
