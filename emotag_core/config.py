@@ -272,6 +272,19 @@ class RenderConfig:
     """Emotion-intensity control: g is multiplied by this (clipped to [0, 1])."""
     gate_override: float | None = None
     """If set, g is fixed to this value."""
+    cue_clip: str | None = None
+    """Clip id whose head pose and upper-face AUs drive OOD renders; None = the adaptation clip."""
+    cue_mode: Literal["pingpong", "loop", "hold"] = "pingpong"
+    """When the cue clip is shorter than the audio: play back and forth, restart, or hold the last frame."""
+    cross_language_voice: str | None = "de"
+    """espeak-ng voice of the cross-language clip rendered by default; None = no such clip."""
+    cross_language_text: str = ("Guten Morgen. Heute ist das Wetter klar und kalt, und wir gehen am Fluss "
+                                "entlang bis zur alten Brücke.")
+    """What the cross-language espeak-ng clip says."""
+    batch_size: int = 8
+    """Frames per GRMN + rasterizer batch (1 in stream mode)."""
+    device: str = "cpu"
+    """Torch device for inference."""
 
 
 @dataclass
@@ -280,6 +293,12 @@ class EvaluateConfig:
     """Path of LPIPS AlexNet backbone weights; null metric with reason if absent."""
     syncnet_weights: str | None = None
     """Path of SyncNet weights; null metric with reason if absent."""
+    max_frames: int | None = None
+    """Evaluate at most this many held-out frames (None = all)."""
+    report_side: int = 256
+    """Side (px) of each half of the side-by-side video embedded in the HTML report."""
+    device: str = "cpu"
+    """Torch device for LPIPS."""
 
 
 @dataclass
