@@ -1,0 +1,187 @@
+"""The pretraining and adaptation loops (paper Sec. 3.3-3.4 and the curriculum of Sec. 4).
+
+Each identity's first `static_iters` steps fit static appearance only (tracked FLAME motion drives
+the mesh, only the identity's Gaussians and background learn); after that GRMN drives the motion
+and is trained jointly. Adaptation freezes GRMN except its AdaIN modulation parameters and adds
+L_Geo. Both loops checkpoint atomically and resume bit-exactly.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from emotag_core.errors import DivergenceError
+from emotag_core.motion.grmn import GRMN
+from emotag_core.train import losses
+from emotag_core.train.checkpoint import load_latest, save_checkpoint
+from emotag_core.train.data import Batch, CorpusLoader
+
+LogFn = Callable[[int, Mapping[str, float]], None]
+
+
+@dataclass
+class LossSwitches:
+    """Which terms of Eq. 10 are on (from AblationConfig and the loop)."""
+
+    kl: bool = True
+    """L_KL (Eq. 12)."""
+    score: bool = True
+    """L_Score (Eq. 13)."""
+    geo: bool = False
+    """L_Geo (Eq. 14; adaptation only)."""
+    param_supervision: float = 0.0
+    """Weight of the optional L1 on tracked FLAME expression + jaw (not in the paper)."""
+
+    @classmethod
+    def from_ablation(cls, ablation: Any, geo: bool = False, param_supervision: float = 0.0) -> "LossSwitches":
+        seg = bool(ablation.seg)
+        return cls(kl=seg and bool(ablation.kl) and bool(ablation.residual),
+                   score=seg and bool(ablation.score) and bool(ablation.gate) and bool(ablation.residual),
+                   geo=geo, param_supervision=param_supervision)
+
+
+@dataclass
+class LoopConfig:
+    """What a loop run needs beyond the model: lengths, rates, sizes and bookkeeping."""
+
+    iters: int
+    """Total iterations (each identity's static steps included)."""
+    static_iters: int
+    """Static-appearance steps per identity before GRMN joins (curriculum stage 1)."""
+    lr: float
+    """AdamW learning rate."""
+    image_size: int
+    """Render resolution."""
+    checkpoint_every: int
+    """Iterations between resumable checkpoints (0 = only at the end)."""
+    log_every: int = 10
+    """Iterations between logged metrics."""
+    weight_decay: float = 0.0
+    """AdamW weight decay of the network parameters."""
+
+
+def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
+                   size: int) -> tuple[Tensor, dict[str, float], Any]:
+    """Eq. 10 for one batch: (total loss, per-term values, GRMN output or None)."""
+    out = None
+    if static:
+        expr, jaw, mouth = batch.expr, batch.jaw, None
+    else:
+        out = grmn(batch.audio, batch.aus, batch.s)
+        expr, jaw, mouth = out.expr, out.jaw, out.mouth
+    r = scene.render(expr, jaw, batch.rot, batch.trans, mouth, size)
+    l_render = losses.render_loss(r["image"], batch.image)  # Eq. 11
+    total = l_render
+    terms = {"render": float(l_render.detach())}
+    if out is not None:
+        if sw.kl and out.z_e is not None:
+            l_kl = losses.kl_loss(batch.p_emo, out.z_e)  # Eq. 12
+            total = total + l_kl
+            terms["kl"] = float(l_kl.detach())
+        if sw.score and out.z_e is not None:
+            l_score = losses.score_loss(out.g, batch.e)  # Eq. 13
+            total = total + l_score
+            terms["score"] = float(l_score.detach())
+        if sw.param_supervision > 0:
+            l_param = losses.param_loss(out.expr, out.jaw, batch.expr, batch.jaw)
+            total = total + sw.param_supervision * l_param
+            terms["param"] = float(l_param.detach())
+        terms["gate_mean"] = float(out.g.detach().mean())
+    if sw.geo and batch.depth is not None and batch.normal is not None:
+        l_geo = losses.geo_loss(r["depth"], batch.depth, r["normal"], batch.normal)  # Eq. 14
+        total = total + l_geo
+        terms["geo"] = float(l_geo.detach())
+    terms["loss"] = float(total.detach())
+    if not math.isfinite(terms["loss"]):
+        bad = [k for k, v in terms.items() if not math.isfinite(v)]
+        raise DivergenceError(f"identity `{batch.identity}`, index rows {batch.rows.tolist()}: loss terms {bad} "
+                              "are NaN/Inf; lower the learning rate or check these frames' tables")
+    return total, terms, out
+
+
+def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: torch.optim.Optimizer,
+          cfg: LoopConfig, sw: LossSwitches, ckpt_dir: str | Path | None, fingerprint: str, device: str,
+          log: LogFn | None, desc: str, progress: bool) -> dict[str, Any]:
+    start = 0
+    seen = {k: 0 for k in scenes.keys()}
+    state = load_latest(ckpt_dir, fingerprint) if ckpt_dir is not None else None
+    if state is not None:
+        grmn.load_state_dict(state["grmn"])
+        scenes.load_state_dict(state["scenes"])
+        optimizer.load_state_dict(state["optimizer"])
+        loader.load_state_dict(state["loader"])
+        seen = dict(state["seen"])
+        start = int(state["iteration"])
+
+    def checkpoint(it: int) -> None:
+        if ckpt_dir is None:
+            return
+        save_checkpoint(ckpt_dir, it, {"fingerprint": fingerprint, "grmn": grmn.state_dict(),
+                                       "scenes": scenes.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "loader": loader.state_dict(), "seen": dict(seen)})
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="it", disable=not progress, dynamic_ncols=True)
+    last: dict[str, float] = {}
+    for it in range(start, cfg.iters):
+        batch = loader.next_batch().to(device)
+        static = seen[batch.identity] < cfg.static_iters
+        seen[batch.identity] += 1
+        optimizer.zero_grad(set_to_none=True)
+        total, terms, _ = compute_losses(grmn, scenes[batch.identity], batch, static, sw, cfg.image_size)
+        total.backward()
+        optimizer.step()
+        last = terms
+        if log is not None and (it + 1) % cfg.log_every == 0:
+            log(it + 1, dict(terms, static=float(static)))
+        bar.set_postfix(loss=f"{terms['loss']:.4f}", stage="static" if static else "joint", refresh=False)
+        bar.update(1)
+        if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iters:
+            checkpoint(it + 1)
+    bar.close()
+    checkpoint(cfg.iters)
+    return {"iterations": cfg.iters, "resumed_from": start, "final": last, "static_steps": seen}
+
+
+def pretrain(grmn: GRMN, scenes: Mapping[str, nn.Module], loader: CorpusLoader, cfg: LoopConfig,
+             sw: LossSwitches, ckpt_dir: str | Path | None = None, fingerprint: str = "", device: str = "cpu",
+             log: LogFn | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train GRMN and every corpus identity's scene jointly (Sec. 3.3, pretraining); resumes from `ckpt_dir`."""
+    mods = scenes if isinstance(scenes, nn.ModuleDict) else nn.ModuleDict(dict(scenes))
+    opt = torch.optim.AdamW([
+        {"params": list(grmn.parameters()), "weight_decay": cfg.weight_decay},
+        {"params": list(mods.parameters()), "weight_decay": 0.0},
+    ], lr=cfg.lr)
+    grmn.train()
+    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, "pretrain", progress)
+
+
+def freeze_for_adaptation(grmn: GRMN) -> list[nn.Parameter]:
+    """Freeze every GRMN weight except the AdaIN modulation parameters (Sec. 3.3); returns those."""
+    for p in grmn.parameters():
+        p.requires_grad_(False)
+    tuned = grmn.adain_parameters()
+    for p in tuned:
+        p.requires_grad_(True)
+    return tuned
+
+
+def adapt(grmn: GRMN, scene: nn.Module, identity: str, loader: CorpusLoader, cfg: LoopConfig, sw: LossSwitches,
+          ckpt_dir: str | Path | None = None, fingerprint: str = "", device: str = "cpu",
+          log: LogFn | None = None, progress: bool = True) -> dict[str, Any]:
+    """Personalise a pretrained GRMN to one identity: AdaIN parameters + the identity's scene (Sec. 3.3)."""
+    tuned = freeze_for_adaptation(grmn)
+    mods = nn.ModuleDict({identity: scene})
+    opt = torch.optim.AdamW([
+        {"params": tuned, "weight_decay": 0.0},
+        {"params": list(mods.parameters()), "weight_decay": 0.0},
+    ], lr=cfg.lr)
+    grmn.eval()  # no dropout/batch statistics anywhere; frozen weights stay bit-identical
+    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress)
