@@ -1,0 +1,294 @@
+"""DVC stage `evaluate@<id>`: the paper's metrics (Sec. 4) on the identity's renders.
+
+- self-reconstruction (render `heldout` vs the real held-out frames, from adapt.eval_from_s to
+  the end of the first clip): PSNR, SSIM, LPIPS, LMD (mouth landmarks by the landmarks stage's
+  detector on rendered vs real frames), AUE-L/U, lip-sync;
+- OOD audio (every other render: cross-language, cross-identity, user files): lip-sync;
+- emotion intensity (where truth labels exist: synthetic `truth/<clip>.npz`): the metrics per
+  intensity level and the gate's correlation with the true intensity.
+Sync-C/Sync-E need SyncNet weights (null with reason otherwise); `av_offset_frames` /
+`av_confidence` are the documented offline substitute (emotag_core.metrics.sync).
+
+Writes `data/metrics/<id>.json` (DVC metrics), `data/metrics/<id>/frames.csv` and
+`gate.json` (DVC plots) and `data/reports/<id>.html`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotag_core.errors import EmotagError, WeightsMissingError
+from emotag_core.io.atomic import atomic_dir, write_text
+from emotag_core.io.tables import OPENFACE_AUS, TableReader, column_array
+from emotag_core.metrics import KEYS, MetricsRecord, aue, av_offset, frame_energy, lmd, mouth_opening, psnr, ssim
+from stages.common import Paths, main_for, params, source_dir, stage, sweep
+from stages.render import SAMPLE_RATE, clip_rows, first_clip, heldout_start, need
+
+BATCH = 16
+
+
+def dubbed(source: Path) -> str | None:
+    """The `dubbed_note` if the identity's source metadata says its speech is dubbed."""
+    import yaml
+
+    for f in sorted(source.glob("*.yaml")):
+        try:
+            d = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        except Exception:  # noqa: BLE001 - not our metadata file
+            continue
+        if isinstance(d, dict) and d.get("dubbed_audio"):
+            return str(d.get("dubbed_note", "the speech is dubbed under the video"))
+    return None
+
+
+def landmark_teacher(p: Any) -> tuple[Any, str | None]:
+    """The landmarks stage's detector, or (None, reason)."""
+    from emotag_core.teachers import landmarks
+
+    try:
+        return landmarks.load(p.landmarks.backend, p.landmarks, fps=p.ingest.fps), None
+    except WeightsMissingError as exc:
+        return None, f"landmark detector unavailable: {exc}"
+
+
+def detect(teacher: Any, frames: list[np.ndarray], clip: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Landmarks [T, 478, 3], blendshapes [T, 52], face_found [T] of rendered frames."""
+    lms, bss, ffs = [], [], []
+    for s in range(0, len(frames), BATCH):
+        imgs = np.stack(frames[s:s + BATCH])
+        r = teacher.predict(imgs, [clip] * len(imgs), np.arange(s, s + len(imgs)))
+        lms.append(r.landmarks), bss.append(r.blendshapes), ffs.append(r.face_found)
+    return np.concatenate(lms), np.concatenate(bss), np.concatenate(ffs)
+
+
+def read_mp4(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    from emotag_core.render.video import iter_video_frames
+
+    out = []
+    for f in iter_video_frames(path):
+        out.append(f)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def audio_of(path: Path) -> np.ndarray:
+    from emotag_core.render.audio import iter_samples
+
+    return np.concatenate(list(iter_samples(path, SAMPLE_RATE)) or [np.zeros(0, np.float32)])
+
+
+def sync_of(mouth: np.ndarray, wave: np.ndarray, fps: float) -> dict[str, Any]:
+    try:
+        r = av_offset(mouth, frame_energy(wave, SAMPLE_RATE, fps, len(mouth)))
+    except ValueError as exc:
+        return {"av_offset_frames": None, "av_confidence": None, "reason": str(exc)}
+    return {"av_offset_frames": r.offset_frames, "av_confidence": r.confidence, "av_peak_corr": r.correlation}
+
+
+def train_seconds(paths: Paths) -> tuple[float | None, str]:
+    for name in ("adapt.json", "meta.json", "train.json"):
+        f = paths.models / name
+        if f.exists():
+            d = json.loads(f.read_text(encoding="utf-8"))
+            for k in ("train_s", "wall_s", "seconds"):
+                if isinstance(d.get(k), (int, float)):
+                    return float(d[k]), ""
+    return None, f"adapt@{paths.id} recorded no training time in {paths.models}"
+
+
+@stage("evaluate")
+def main(identity: str) -> None:
+    import torch
+
+    from emotag_core.io.frames import FrameStore
+    from emotag_core.report import curves_png, emotion_png, side_by_side, write_report
+
+    p = params()
+    paths = Paths(identity)
+    sweep(paths.metrics_dir, paths.report.parent)
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    fps = p.ingest.fps
+    rec_path = need(paths.renders / "render.json", f"dvc repro render@{identity}", f"the renders of `{identity}`")
+    renders = json.loads(rec_path.read_text(encoding="utf-8"))
+    M = MetricsRecord()
+    notes = [f"renders: {', '.join(renders['renders'])}"]
+    dub = dubbed(source_dir(p, identity))
+    lip_flag = "dubbed_audio" if dub else None
+    if dub:
+        notes.append(f"dubbed_audio: {dub}")
+
+    # ---- self-reconstruction on the held-out frames -------------------------------------------
+    clip = first_clip(paths)
+    h0 = heldout_start(p)
+    store = FrameStore(paths.table("frames"))
+    keys = store.keys
+    rows = np.nonzero((keys.column("clip_id").to_numpy(zero_copy_only=False) == clip)
+                      & (keys.column("frame").to_numpy() >= h0))[0]
+    rows = rows[np.argsort(keys.column("frame").to_numpy()[rows])]
+    heldout_mp4 = paths.renders / "heldout.mp4"
+    curves: dict[str, np.ndarray] = {}
+    if heldout_mp4.exists() and len(rows):
+        limit = min(len(rows), p.evaluate.max_frames or len(rows))
+        pred = read_mp4(heldout_mp4, limit)
+        T = min(len(pred), limit)
+        pred, rows = pred[:T], rows[:T]
+        gt = [store.get(int(r)) for r in rows]
+        frames_gt = keys.column("frame").to_numpy()[rows]
+        curves["psnr"] = np.concatenate([psnr(np.stack(pred[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
+                                         for s in range(0, T, BATCH)])
+        curves["ssim"] = np.concatenate([ssim(np.stack(pred[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
+                                         for s in range(0, T, BATCH)])
+        M.mean("psnr", curves["psnr"], "no held-out frames")
+        M.mean("ssim", curves["ssim"], "no held-out frames")
+        try:
+            from emotag_core.metrics.lpips_metric import Lpips
+
+            lp = Lpips(p.evaluate.lpips_weights, device=p.evaluate.device)
+            curves["lpips"] = lp(np.stack(pred), np.stack(gt))
+            M.mean("lpips", curves["lpips"], "no held-out frames")
+        except EmotagError as exc:
+            M.missing("lpips", f"LPIPS AlexNet trunk unavailable: {exc}")
+        # motion: the landmarks stage's detector on rendered frames vs the landmarks table (real)
+        teacher, why = landmark_teacher(p)
+        if teacher is None:
+            for k in ("lmd", "aue_l", "aue_u"):
+                M.missing(k, why or "")
+        else:
+            lm_p, bs_p, ff_p = detect(teacher, pred, f"render:{clip}")
+            f_lm, t_lm = clip_rows(paths, "landmarks", clip, ["face_found", "landmarks", "blendshapes"])
+            idx = np.searchsorted(f_lm, frames_gt)
+            lm_all = column_array(t_lm, "landmarks").reshape(-1, 478, 3)
+            ff_all = column_array(t_lm, "face_found").astype(bool)
+            lm_g, ff_g = lm_all[idx], ff_all[idx]
+            curves["lmd"] = lmd(lm_p, lm_g, valid=ff_p & ff_g)
+            M.mean("lmd", curves["lmd"], "no frame with a face found in both rendered and real")
+            curves["mouth_open_render"] = mouth_opening(lm_p)
+            curves["mouth_open_real"] = mouth_opening(lm_g)
+            if p.aus.backend == "mediapipe":
+                from emotag_core.teachers.aus import MediapipeAus
+
+                au = MediapipeAus(p.aus)
+                names = TableReader(paths.table("landmarks"), "landmarks").meta["blendshape_names"]
+                raw_all = au.raw(column_array(t_lm, "blendshapes"), names, lm_all)
+                rest = au.baseline(raw_all, ff_all)  # the real person's rest face calibrates both sides
+                a_g = au.calibrate(raw_all[idx], rest, ff_g)
+                a_p = au.calibrate(au.raw(bs_p, names, lm_p), rest, ff_p)
+                e = aue(a_p, a_g, list(OPENFACE_AUS), au.available)
+                valid = ff_p & ff_g
+                curves["aue_l"] = np.where(valid, e["aue_l"], np.nan)
+                curves["aue_u"] = np.where(valid, e["aue_u"], np.nan)
+                M.mean("aue_l", curves["aue_l"], "no frame with a face found in both")
+                M.mean("aue_u", curves["aue_u"], "no frame with a face found in both")
+                M.extra["aue_sets"] = {"lower": e["aus_l"], "upper": e["aus_u"]}
+            else:
+                for k in ("aue_l", "aue_u"):
+                    M.missing(k, f"AUs on rendered frames need the mediapipe AU backend (aus.backend is "
+                                 f"`{p.aus.backend}`)")
+            wave = audio_of(paths.audio(clip))[int(round(h0 * SAMPLE_RATE / fps)):]
+            M.extra["self_reconstruction"] = {"frames": T, "clip": clip, "from_frame": int(h0),
+                                              "sync_render": sync_of(curves["mouth_open_render"], wave, fps),
+                                              "sync_real": sync_of(curves["mouth_open_real"], wave, fps)}
+            s = M.extra["self_reconstruction"]["sync_render"]
+            M.extra["av_offset_frames"], M.extra["av_confidence"] = s["av_offset_frames"], s["av_confidence"]
+        # emotion-intensity setting (Table 2) where truth labels exist
+        truth = source_dir(p, identity) / "truth" / f"{clip}.npz"
+        g = np.asarray(renders["renders"].get("heldout", {}).get("g", []), float)[:T]
+        if truth.exists():
+            tz = np.load(truth)
+            lev = np.asarray(tz["intensity"])[np.clip(frames_gt, 0, len(tz["intensity"]) - 1)]
+            per = {}
+            for L in sorted(set(lev.tolist())):
+                m = lev == L
+                per[f"level_{L}"] = {k: float(np.nanmean(curves[k][m])) for k in ("psnr", "ssim", "lmd", "aue_l", "aue_u")
+                                     if k in curves and np.isfinite(curves[k][m]).any()} | {"frames": int(m.sum())}
+            corr = float(np.corrcoef(g, tz["emotion_strength"][frames_gt][:len(g)])[0, 1]) \
+                if len(g) > 2 and np.std(g) > 0 else None
+            M.extra["emotion_intensity"] = {"per_level": per, "gate_vs_true_strength_corr": corr}
+        else:
+            M.extra["emotion_intensity"] = {"reason": f"no intensity labels for `{identity}` ({truth} absent)"}
+    else:
+        for k in ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u"):
+            M.missing(k, "no held-out render (render.audio replaces the default held-out audio, or the clip ends "
+                         "before adapt.eval_from_s)")
+
+    # ---- OOD audio: lip-sync of every other render ----------------------------------------------
+    teacher, why = landmark_teacher(p)
+    ood: dict[str, Any] = {}
+    for name, r in renders["renders"].items():
+        if name == "heldout":
+            continue
+        mp4 = paths.renders / f"{name}.mp4"
+        if teacher is None:
+            ood[name] = {"kind": r["kind"], "reason": why}
+            continue
+        frames = read_mp4(mp4, p.evaluate.max_frames)
+        lm_p, _, ff_p = detect(teacher, frames, f"render:{name}")
+        ood[name] = {"kind": r["kind"], "note": r["note"], "face_found": float(ff_p.mean()) if len(ff_p) else 0.0,
+                     **sync_of(mouth_opening(lm_p), audio_of(mp4), fps)}
+    M.extra["ood_audio"] = ood
+
+    # ---- SyncNet, efficiency ----------------------------------------------------------------------
+    sn = p.evaluate.syncnet_weights
+    reason = (f"SyncNet weights not found at {sn}" if sn and not Path(sn).exists() else
+              "no SyncNet weights (evaluate.syncnet_weights is null; no SyncNet weights ship offline)")
+    if sn and Path(sn).exists():
+        reason = "SyncNet evaluation is not implemented in this build; see av_offset_frames / av_confidence"
+    M.missing("sync_c", reason)
+    M.missing("sync_e", reason)
+    h = renders["renders"].get("heldout") or next(iter(renders["renders"].values()), None)
+    if h and h.get("fps"):
+        M.set("fps", h["fps"])
+        M.extra["fps_device"] = renders.get("device")
+    else:
+        M.missing("fps", "no render timing recorded")
+    ts, why_t = train_seconds(paths)
+    M.set("train_s", ts, why_t or None)
+    if lip_flag:
+        for k in ("lmd", "sync_c", "sync_e", "av_offset_frames", "av_confidence"):
+            M.flag(k, lip_flag)
+    metrics = M.to_dict()
+
+    # ---- outputs ----------------------------------------------------------------------------------
+    with atomic_dir(paths.metrics_dir) as tmp:
+        tmp = Path(tmp)
+        n = max((len(v) for v in curves.values()), default=0)
+        cols = [k for k in ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
+                if k in curves]
+        with open(tmp / "frames.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["frame", "t", *cols])
+            for i in range(n):
+                w.writerow([h0 + i, round((h0 + i) / fps, 3),
+                            *[("" if not np.isfinite(curves[k][i]) else f"{curves[k][i]:.6g}") for k in cols]])
+        gate_rows = [{"render": name, "t": round(i / fps, 3), "g": g_}
+                     for name, r in renders["renders"].items() for i, g_ in enumerate(r.get("g", []))]
+        (tmp / "gate.json").write_text(json.dumps(gate_rows), encoding="utf-8")
+    write_text(paths.metrics_json, json.dumps(metrics, indent=1, allow_nan=False))
+
+    figures = []
+    if curves:
+        figures.append(("Per-frame metrics on the held-out frames", curves_png(curves, fps, "self-reconstruction")))
+    for name, r in renders["renders"].items():
+        figures.append((f"Gate g and emotion distribution over time: {name}",
+                        emotion_png(r.get("g", []), r.get("emotion", []), renders["emotion_labels"], fps, name,
+                                    r.get("g_pred"))))
+    with tempfile.TemporaryDirectory() as d:
+        sbs = None
+        if heldout_mp4.exists() and len(rows):
+            sbs = Path(d) / "sbs.mp4"
+            from emotag_core.render.audio import frame_blocks, iter_samples
+
+            side_by_side(read_mp4(heldout_mp4, len(rows)), (store.get(int(r)) for r in rows), sbs,
+                         side=p.evaluate.report_side, fps=fps,
+                         audio=frame_blocks(iter_samples(heldout_mp4, SAMPLE_RATE), SAMPLE_RATE, fps))
+        write_report(paths.report, identity, metrics, sbs, figures, notes=notes, keys=KEYS)
+
+
+if __name__ == "__main__":
+    main_for(main)
