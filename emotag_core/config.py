@@ -215,21 +215,21 @@ class SynthConfig:
 @dataclass
 class PretrainConfig:
     iters: int = 200
-    """Training iterations of the joint stage."""
+    """Total training iterations (each identity's static-appearance steps included; paper: 250k)."""
     static_iters: int = 100
-    """Iterations of the static appearance stage (curriculum stage 1)."""
+    """Static-appearance steps per identity before GRMN joins (curriculum stage 1; paper: 1000)."""
     lr: float = 5e-3
     """AdamW learning rate (paper: 5e-3)."""
     batch_size: int = 4
-    """Frames per step."""
+    """Frames per step (all from one identity)."""
     image_size: int = 128
-    """Render resolution during training."""
+    """Render resolution during training (and adaptation)."""
     n_gaussians: int = 8000
     """Gaussians per identity (paper: 60k)."""
     device: str = "cpu"
-    """Torch device."""
+    """Torch device (pretrain and adapt)."""
     seed: int = 0
-    """Random seed."""
+    """Random seed (weights, Gaussian sampling, frame sampling)."""
     checkpoint_every: int = 50
     """Iterations between resumable checkpoints."""
     param_supervision: float = 0.0
@@ -239,7 +239,9 @@ class PretrainConfig:
 @dataclass
 class AdaptConfig:
     iters: int = 100
-    """Adaptation iterations."""
+    """Adaptation iterations, static-appearance steps included (paper: 20k)."""
+    static_iters: int = 30
+    """Static-appearance steps of the new identity's Gaussians before AdaIN tuning joins."""
     lr: float = 5e-4
     """AdamW learning rate (paper: 5e-4)."""
     train_seconds: float = 5.0
@@ -252,6 +254,22 @@ class AdaptConfig:
 class AblationConfig:
     seg: bool = True
     """Semantic Emotion Guidance (both L_KL and L_Score)."""
+    d_model: int = 256
+    """Width of GRMN's audio Transformer and fused features."""
+    d_expr: int = 64
+    """Width of GRMN's AU (expression) embedding."""
+    n_layers: int = 4
+    """Transformer encoder layers (paper: 4)."""
+    n_heads: int = 4
+    """Attention heads of the Transformer."""
+    hidden: int = 256
+    """Hidden width of the decoder MLPs."""
+    log_every: int = 10
+    """Iterations between logged (dvclive) metrics."""
+    cache_row_groups: int = 64
+    """Parquet row groups the streaming loader keeps decoded (bounds its memory)."""
+    rasterizer: str = "auto"
+    """Gaussian rasterizer backend: `auto` (gsplat on CUDA, torch on CPU), `gsplat`, `torch`."""
     kl: bool = True
     """L_KL (Eq. 12)."""
     score: bool = True
@@ -264,6 +282,8 @@ class AblationConfig:
     """AdaIN identity modulation; off means plain InstanceNorm with learned affine."""
 
 
+    checkpoint_every: int = 50
+    """Iterations between resumable checkpoints."""
 @dataclass
 class RenderConfig:
     audio: list[str] = field(default_factory=list)

@@ -63,3 +63,41 @@ class IdentityScene(nn.Module):
         out = dict(out)
         out["image"] = out["colour"] + (1.0 - alpha) * bg.clamp(0, 1)
         return out
+
+
+def gaussian_rasterize(backend: str = "auto") -> Rasterize:
+    """The avatar's rasterizer (gsplat on CUDA, the torch compositor on CPU) in the layout `render` needs."""
+
+    def fn(g: Any, K: Tensor, size: int) -> dict[str, Tensor]:
+        from emotag_core.avatar import rasterize
+
+        B = K.shape[0]
+        view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4)  # Gaussians are in camera space
+        r = rasterize(g, K, view, size, size, background=None, backend=backend)
+        return {"colour": r.color.permute(0, 3, 1, 2), "alpha": r.alpha.permute(0, 3, 1, 2),
+                "depth": r.depth[..., 0], "normal": r.normal}
+
+    return fn
+
+
+def camera_K(camera: dict[str, Any]) -> Tensor:
+    """3x3 intrinsics from the flame table's `camera` metadata (fx, fy, cx, cy)."""
+    return torch.tensor([[camera["fx"], 0.0, camera["cx"]], [0.0, camera["fy"], camera["cy"]], [0.0, 0.0, 1.0]])
+
+
+def build_scene(head: nn.Module, meta: dict[str, Any], n_gaussians: int, seed: int, backend: str = "auto",
+                device: str | torch.device = "cpu") -> IdentityScene:
+    """A fresh scene for one identity: Gaussians sampled on its neutral mesh, mouth set from the head model."""
+    from emotag_core.avatar import GaussianAvatar
+
+    shape = torch.tensor(meta["shape"], dtype=torch.float32, device=device)[None]
+    z = head.zeros(1, device=device)
+    rest = head(shape, z["expr"], z["jaw"], z["rot"], z["trans"])[0]  # [V, 3] neutral, closed jaw
+    mask = None
+    ids = getattr(head, "mouth_vertex_ids", None)
+    if ids is not None and ids.numel() > 0:
+        mask = torch.zeros(rest.shape[0], dtype=torch.bool, device=device)
+        mask[ids] = True
+    avatar = GaussianAvatar(rest, head.faces, n_gaussians=n_gaussians, mouth_vertex_mask=mask, seed=seed).to(device)
+    frame_size = int(meta["frame_size"][0])
+    return IdentityScene(head, avatar, shape, camera_K(meta["camera"]), frame_size, gaussian_rasterize(backend)).to(device)
