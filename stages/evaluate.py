@@ -15,6 +15,7 @@ Writes `data/metrics/<id>.json` (DVC metrics), `data/metrics/<id>/frames.csv` an
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from emotag_core.errors import EmotagError, WeightsMissingError
-from emotag_core.io.atomic import atomic_dir, write_text
+from emotag_core.io.atomic import write_text
 from emotag_core.io.tables import OPENFACE_AUS, TableReader, column_array
 from emotag_core.metrics import KEYS, MetricsRecord, aue, av_offset, frame_energy, lmd, mouth_opening, psnr, ssim
 from stages.common import Paths, main_for, params, source_dir, stage, sweep
@@ -92,8 +93,7 @@ def sync_of(mouth: np.ndarray, wave: np.ndarray, fps: float) -> dict[str, Any]:
 
 
 def train_seconds(paths: Paths) -> tuple[float | None, str]:
-    for name in ("adapt.json", "meta.json", "train.json"):
-        f = paths.models / name
+    for f in (paths.models / "adapt.json", paths.models / "meta.json", paths.metrics_dir / "metrics.json"):
         if f.exists():
             d = json.loads(f.read_text(encoding="utf-8"))
             for k in ("train_s", "wall_s", "seconds"):
@@ -111,7 +111,7 @@ def main(identity: str) -> None:
 
     p = params()
     paths = Paths(identity)
-    sweep(paths.metrics_dir, paths.report.parent)
+    sweep(paths.report.parent)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     fps = p.ingest.fps
     rec_path = need(paths.renders / "render.json", f"dvc repro render@{identity}", f"the renders of `{identity}`")
@@ -255,20 +255,20 @@ def main(identity: str) -> None:
     metrics = M.to_dict()
 
     # ---- outputs ----------------------------------------------------------------------------------
-    with atomic_dir(paths.metrics_dir) as tmp:
-        tmp = Path(tmp)
-        n = max((len(v) for v in curves.values()), default=0)
-        cols = [k for k in ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
-                if k in curves]
-        with open(tmp / "frames.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["frame", "t", *cols])
-            for i in range(n):
-                w.writerow([h0 + i, round((h0 + i) / fps, 3),
-                            *[("" if not np.isfinite(curves[k][i]) else f"{curves[k][i]:.6g}") for k in cols]])
-        gate_rows = [{"render": name, "t": round(i / fps, 3), "g": g_}
-                     for name, r in renders["renders"].items() for i, g_ in enumerate(r.get("g", []))]
-        (tmp / "gate.json").write_text(json.dumps(gate_rows), encoding="utf-8")
+    # single files (data/metrics/<id>/ also holds adapt@<id>'s training curves: never replace the folder)
+    n = max((len(v) for v in curves.values()), default=0)
+    cols = [k for k in ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
+            if k in curves]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["frame", "t", *cols])
+    for i in range(n):
+        w.writerow([h0 + i, round((h0 + i) / fps, 3),
+                    *[("" if not np.isfinite(curves[k][i]) else f"{curves[k][i]:.6g}") for k in cols]])
+    write_text(paths.metrics_dir / "frames.csv", buf.getvalue())
+    gate_rows = [{"render": name, "t": round(i / fps, 3), "g": g_}
+                 for name, r in renders["renders"].items() for i, g_ in enumerate(r.get("g", []))]
+    write_text(paths.metrics_dir / "gate.json", json.dumps(gate_rows))
     write_text(paths.metrics_json, json.dumps(metrics, indent=1, allow_nan=False))
 
     figures = []
