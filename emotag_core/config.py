@@ -112,8 +112,8 @@ class EmotionConfig:
     """Faces per forward pass."""
     crop_scale: float = 1.0
     """Side of the square face crop fed to the classifier, as a multiple of the landmarks' extent."""
-    threads: int = 2
-    """Torch CPU threads for the classifier."""
+    threads: int = 1
+    """Torch CPU threads for the classifier (1: a tiny net gains nothing from more, and OpenMP thrashes on shared cores)."""
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""DVC stage `landmarks@<id>`: 478 MediaPipe landmarks, 52 blendshapes, head transform per frame."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from emotag_core.config import LandmarksConfig
+from emotag_core.errors import StageMissingError
+from emotag_core.io.frames import FrameStore
+from emotag_core.io.tables import TableWriter
+from emotag_core.teachers import landmarks
+from stages.common import Paths, main_for, params, stage, sweep
+
+
+def progress_bar(total: int, label: str, enabled: bool = True):  # noqa: ANN201 - rich Progress
+    """A rich progress bar over `total` frames (disabled: a no-op bar)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fr/s"),
+                    TimeRemainingColumn(), disable=not enabled, transient=False)
+
+
+def need(path: Path, what: str, stage_name: str, identity: str) -> Path:
+    """`path` if it exists, else StageMissingError with the command that makes it."""
+    if not path.exists():
+        raise StageMissingError(what, path, f"dvc repro {stage_name}@{identity}")
+    return path
+
+
+def run(frames_path: Path, out_path: Path, cfg: LandmarksConfig, progress: bool = True) -> int:
+    """Landmarks of every frame of a frame store into `out_path` (atomic); returns frames written."""
+    store = FrameStore(frames_path)
+    keys = store.keys
+    clip_ids = keys.column("clip_id").to_numpy(zero_copy_only=False)
+    frames = keys.column("frame").to_numpy()
+    with landmarks.load(cfg.backend, cfg, fps=store.fps) as teacher:  # fails here if the model is missing
+        meta = {"fps": store.fps, "frame_size": [store.size, store.size], "backend": teacher.name,
+                "backend_version": teacher.version, "blendshape_names": list(landmarks.BLENDSHAPE_NAMES)}
+        with TableWriter(out_path, "landmarks", meta) as out, progress_bar(len(store), "landmarks", progress) as bar:
+            task = bar.add_task("landmarks", total=len(store))
+            for rows, images in store.iter_batches(cfg.batch_size):
+                res = teacher.predict(images, clip_ids[rows], frames[rows])
+                out.write({"clip_id": clip_ids[rows], "frame": frames[rows], **res.columns()})
+                bar.advance(task, len(rows))
+            return out.rows
+
+
+@stage("landmarks")
+def main(identity: str) -> None:
+    p = params().landmarks
+    paths = Paths(identity)
+    sweep(paths.processed)
+    run(need(paths.table("frames"), "the frame store", "ingest", identity), paths.table("landmarks"), p)
+
+
+if __name__ == "__main__":
+    main_for(main)
