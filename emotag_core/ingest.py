@@ -86,8 +86,26 @@ class FaceDetector:
 
         return str(mediapipe.__version__)
 
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        """[H, W, 3] uint8 RGB -> detections [K, 5]: x0, y0, x1, y1 (image pixels), score."""
+    def detect(self, rgb: np.ndarray, tiles: bool = True) -> np.ndarray:
+        """[H, W, 3] uint8 RGB -> detections [K, 5]: x0, y0, x1, y1 (image pixels), score.
+
+        The model sees a 128x128 letterboxed copy, so in a wide frame faces shrink by the long
+        side; with `tiles`, square tiles (side = the short side, overlapping) are searched too and
+        duplicates merged (NMS), keeping faces as large as the frame's short side allows.
+        """
+        h, w = rgb.shape[:2]
+        found = [self._detect_one(rgb)]
+        if tiles and max(h, w) > 1.3 * min(h, w):
+            side = min(h, w)
+            n = int(math.ceil((max(h, w) - side) / (0.75 * side))) + 1
+            for o in np.linspace(0, max(h, w) - side, n).round().astype(int):
+                tile = rgb[:, o:o + side] if w > h else rgb[o:o + side]
+                d = self._detect_one(tile)
+                d[:, [0, 2] if w > h else [1, 3]] += o
+                found.append(d)
+        return nms(np.concatenate(found))
+
+    def _detect_one(self, rgb: np.ndarray) -> np.ndarray:
         import mediapipe as mp
 
         res = self._det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
@@ -123,6 +141,18 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def nms(dets: np.ndarray, max_iou: float = 0.4) -> np.ndarray:
+    """Non-maximum suppression of detections [K, 5] (highest score wins) -> [K', 5]."""
+    if len(dets) <= 1:
+        return dets
+    order = np.argsort(-dets[:, 4])
+    keep: list[int] = []
+    for i in order:
+        if not keep or iou(dets[i:i + 1], dets[keep]).max() <= max_iou:
+            keep.append(int(i))
+    return dets[keep]
 
 
 @dataclass
@@ -186,6 +216,15 @@ def choose_track(tracks: list[Track], n_detect: int, face_index: int | None, fps
                              "n_tracks": len(tracks), "candidates": cands}
 
 
+def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian filter along axis 0 of [N, C] (edges held: 'nearest' padding)."""
+    r = int(math.ceil(4 * sigma))
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    g /= g.sum()
+    pad = np.concatenate([np.repeat(x[:1], r, 0), x, np.repeat(x[-1:], r, 0)])
+    return np.stack([np.convolve(pad[:, c], g, mode="valid") for c in range(x.shape[1])], axis=1)
+
+
 def smooth_track(track: Track | None, n: int, detect_every: int, sigma_frames: float, box_scale: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-output-frame crop boxes from a track's sparse detections.
@@ -193,8 +232,6 @@ def smooth_track(track: Track | None, n: int, detect_every: int, sigma_frames: f
     Returns boxes [n, 3] (centre x, centre y, side; source pixels), det_conf [n], face_found [n].
     Gaps are interpolated linearly (ends held), then the box is Gaussian-smoothed over time.
     """
-    from scipy.ndimage import gaussian_filter1d
-
     if track is None or not track.frames:
         return np.zeros((n, 3)), np.zeros(n, np.float32), np.zeros(n, bool)
     f = np.asarray(track.frames, np.float64)
@@ -204,7 +241,7 @@ def smooth_track(track: Track | None, n: int, detect_every: int, sigma_frames: f
     k = np.arange(n, dtype=np.float64)
     box = np.stack([np.interp(k, f, cx), np.interp(k, f, cy), np.interp(k, f, side)], axis=1)
     if sigma_frames > 0 and n > 1:
-        box = gaussian_filter1d(box, sigma_frames, axis=0, mode="nearest")
+        box = gaussian_smooth(box, sigma_frames)
     # a frame has the face when its nearest sampled frame detected it
     hit = np.zeros(n, bool)
     conf = np.zeros(n, np.float32)

