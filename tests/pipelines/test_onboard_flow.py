@@ -64,7 +64,7 @@ def test_parallel_retry_after_sigkill_isolation_and_noop_rerun(tmp_path, prefect
     th = threading.Thread(target=killer, args=("KILLME-b", stop, killed), daemon=True)
     th.start()
     t0 = time.perf_counter()
-    res = {r.id: r for r in onboard.preprocess(["a", "b", "c"], workers=3, retries=2, retry_delay=0.2,
+    res = {r.id: r for r in onboard.preprocess(["a", "b", "c"], workers=3, runner="dask", retries=2, retry_delay=0.2,
                                                 stages=("s1", "s2"), repo=tmp_path)}
     stop.set()
     assert killed, "the killer never found the stage process"
