@@ -93,7 +93,7 @@ def sync_of(mouth: np.ndarray, wave: np.ndarray, fps: float) -> dict[str, Any]:
 
 
 def train_seconds(paths: Paths) -> tuple[float | None, str]:
-    for f in (paths.models / "adapt.json", paths.models / "meta.json", paths.metrics_dir / "metrics.json"):
+    for f in (paths.models / "summary.json", paths.metrics_dir / "metrics.json"):
         if f.exists():
             d = json.loads(f.read_text(encoding="utf-8"))
             for k in ("train_s", "wall_s", "seconds"):
