@@ -125,7 +125,8 @@ class DlibEmbedder:
         h, w = img.shape[:2]
         s = min(1.0, self.detect_size / max(h, w))
         small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else img
-        dets = list(self.detector(np.ascontiguousarray(small), 1))
+        small = np.ascontiguousarray(small)
+        dets = list(self.detector(small, 0)) or list(self.detector(small, 1))  # upsample only if needed
         if dets:
             d = max(dets, key=lambda r: r.area())
             return self._dlib.rectangle(int(d.left() / s), int(d.top() / s), int(d.right() / s), int(d.bottom() / s)), True
