@@ -193,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("audio", type=Path)
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--stream", action="store_true", help="read audio incrementally, report per-frame latency")
-    r.add_argument("--gate-scale", type=float, default=None)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "add-identity":
@@ -213,9 +212,15 @@ def main(argv: list[str] | None = None) -> int:
             switch_profile(args.name)
             print(f"params.yaml is now the `{args.name}` profile; run `dvc repro` (or `dvc exp run`)")
         elif args.cmd == "render":
-            from stages.render import render_cli  # provided by the render stage
+            from stages.render import stream
 
-            render_cli(args)
+            if not args.audio.exists():
+                raise InputError(args.audio, "no such audio file")
+            out = args.out or Path("data/renders") / args.identity / f"{args.audio.stem}.mp4"
+            summary = stream(args.identity, args.audio, out=out, realtime=args.stream)
+            print(f"wrote {out}")
+            for k, v in summary.items():
+                print(f"  {k}: {v}")
     except EmotagError as exc:
         print(f"emotag {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
