@@ -22,7 +22,7 @@ DVC_YAML = Path("dvc.yaml")
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # tables of an identity that the corpus stage reads
-CORPUS_TABLES = ("frames", "landmarks", "audio_features", "aus", "emotion", "identity", "flame", "geometry")
+CORPUS_TABLES = ("frames", "audio_features", "aus", "emotion", "identity", "flame")
 
 
 def _yaml():
