@@ -29,6 +29,9 @@ class MouthRegionConfig:
     """How far in front of the lips (fraction of the lips' width) the region may reach."""
     depth: float = 1.0
     """How far behind the lips (fraction of the lips' width) the region may reach."""
+    bridge: float = 0.08
+    """Growth also steps between vertices closer than this (fraction of the lips' width), so
+    separate intra-oral parts (teeth, tongue) next to the grown surface join it."""
 
 
 def lift_landmarks(verts: Tensor, faces: Tensor, face_idx: Tensor, bary: Tensor) -> Tensor:
@@ -102,6 +105,12 @@ def grow_mouth_region(verts: Tensor, faces: Tensor, lip_points: Tensor, forward:
         ok &= allowed.detach().cpu().bool()
     seeds = nearest_vertices(P, L).unique()
     nbrs = vertex_neighbours(faces, V)
+    cand = torch.nonzero(ok).flatten()
+    if cfg.bridge > 0 and cand.numel() > 1:            # proximity edges among admissible vertices
+        near = torch.cdist(P[cand], P[cand]) <= cfg.bridge * width
+        for i, row in zip(cand.tolist(), near):
+            extra = cand[row].numpy()
+            nbrs[i] = np.union1d(nbrs[i], extra[extra != i])
     okn = ok.numpy()
     region = np.zeros(V, dtype=bool)
     frontier = [int(s) for s in seeds.tolist()]
@@ -115,6 +124,25 @@ def grow_mouth_region(verts: Tensor, faces: Tensor, lip_points: Tensor, forward:
                     nxt.append(int(j))
         frontier = nxt
     return torch.from_numpy(region)
+
+
+def mouth_region_for_head(head, shape: Tensor | None = None, cfg: MouthRegionConfig | None = None) -> tuple[Tensor, Tensor]:
+    """Omega_mouth of a head model (`emotag_core.flame` HeadModel) at its neutral pose.
+
+    Lifts the MediaPipe lip landmarks with the model's barycentric landmark embedding, grows the
+    region over the augmented mesh, and returns (rest verts [V, 3], vertex mask [V] bool).
+    """
+    B = 1
+    z = head.zeros(B)
+    if shape is not None:
+        z["shape"] = shape.reshape(1, -1).to(z["shape"])
+    with torch.no_grad():
+        verts = head(**z)                                   # [1, V, 3], facing the camera
+        lm = head.landmarks(verts)[0]                       # [478, 3]
+    ids = torch.tensor(MOUTH_LANDMARKS)
+    ids = ids[head.landmark_mask[ids].cpu()]
+    region = grow_mouth_region(verts[0], head.faces, lm[ids], forward=torch.tensor([0.0, 0.0, -1.0]), cfg=cfg)
+    return verts[0], region
 
 
 def gaussians_in_region(vertex_mask: Tensor, faces: Tensor, parent: Tensor, bary: Tensor) -> Tensor:

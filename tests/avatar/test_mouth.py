@@ -79,3 +79,22 @@ def test_mouth_gaussians_are_fixed_and_inside():
     full = tri_in.all(-1)
     assert set(full.nonzero().flatten().tolist()) <= set(idx.tolist())
     assert torch.equal(gaussians_in_region(torch.zeros_like(region), f, a1.parent, a1.bary), idx[:0])
+
+
+def test_mouth_region_on_the_open_head_model():
+    from emotag_core.avatar.mouth import mouth_region_for_head
+    from emotag_core.config import FlameConfig
+    from emotag_core.flame import load_head_model
+
+    head = load_head_model(FlameConfig(), "cpu")
+    verts, region = mouth_region_for_head(head)
+    assert region.shape == (head.n_verts,)
+    # the augmented intra-oral geometry (cavity + teeth) is reached from the lips
+    assert region[head.mouth_vertex_ids].float().mean() > 0.9
+    assert region[head.teeth_vertex_ids].float().mean() > 0.9
+    # nose tip, eye corners, chin and forehead are not
+    lm = head.landmarks(verts[None])[0]
+    far = nearest_vertices(verts, lm[[1, 4, 33, 263, 152, 10]])
+    assert not region[far].any()
+    av = GaussianAvatar(verts, head.faces, n_gaussians=20 * head.faces.shape[0], mouth_vertex_mask=region)
+    assert 0 < av.n_mouth < 0.5 * av.n
