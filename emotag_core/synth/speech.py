@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import pickle
 import threading
 from dataclasses import dataclass
 
@@ -190,8 +192,42 @@ class _Espeak:
 
 
 def speak(text: str, voice: str = "en", rate: int = 165, pitch: int = 50) -> Utterance:
-    """Synthesise `text` with espeak-ng voice `voice`; returns audio and phoneme timings."""
-    return _Espeak.get().speak(text, voice, rate, pitch)
+    """Synthesise `text` with espeak-ng voice `voice`; returns audio and phoneme timings.
+
+    libespeak-ng carries state from one utterance to the next (the same text comes out a few
+    samples different the second time), so each utterance is spoken by a freshly forked child
+    holding a fresh library instance: the result depends only on the arguments.
+    """
+    if not hasattr(os, "fork"):
+        return _Espeak.get().speak(text, voice, rate, pitch)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: fresh library state, speak, send the result, exit without cleanup
+        code = 0
+        try:
+            os.close(r)
+            try:
+                payload = ("ok", _Espeak().speak(text, voice, rate, pitch))
+            except EmotagError as exc:
+                payload = (type(exc).__name__, str(exc))
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                payload = ("EmotagError", f"espeak-ng: {type(exc).__name__}: {exc}")
+            with os.fdopen(w, "wb") as fh:
+                pickle.dump(payload, fh)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise EmotagError(f"espeak-ng: the synthesis child for voice `{voice}` died without a result")
+    kind, value = pickle.loads(data)
+    if kind == "ok":
+        return value
+    raise (ConfigError if kind == "ConfigError" else EmotagError)(value)
 
 
 def language_of(voice: str) -> str:
