@@ -48,8 +48,9 @@ class IngestConfig:
     """Reject clips shorter than this."""
     jpeg_quality: int = 92
     """Quality of the JPEG frames in the frame store."""
-    row_group_frames: int = 32
-    """Frames per Parquet row group of the frame store (the unit of random access)."""
+    row_group_frames: int = 8
+    """Frames per Parquet row group of the frame store (the unit of random access; 8 measured
+    fastest for random reads, BENCHMARKS.md)."""
 
 
 @dataclass

@@ -456,7 +456,7 @@ def write_clip(plan: ClipPlan, cfg: IngestConfig, write: Callable[[dict[str, Any
 
     for of in video_io.resample_frames(plan.info.path, fps, max_frames=plan.n):
         if img is None or of.new_source:
-            img = video_io.to_rgb(of.frame, info.rotation, max_side)
+            img = video_io.to_rgb(of.frame, info.rotation, max_side, fmt="bgr24")  # cv2's order: no swap to encode
             scale = img.shape[1] / info.width
         k = of.index
         b = boxes[k]
@@ -468,7 +468,7 @@ def write_clip(plan: ClipPlan, cfg: IngestConfig, write: Callable[[dict[str, Any
         buf["box"].append(b)
         buf["det_conf"].append(float(plan.det_conf[k]))
         buf["face_found"].append(bool(plan.face_found[k]))
-        buf["jpeg"].append(encode_jpeg(crop, cfg.jpeg_quality))
+        buf["jpeg"].append(encode_jpeg(crop, cfg.jpeg_quality, bgr=True))
         if len(buf["frame"]) >= cfg.row_group_frames:
             flush()
         if progress is not None:

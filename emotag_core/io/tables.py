@@ -53,6 +53,8 @@ class TableSpec:
     keyed: bool = True
     # variable-width fixed-size lists whose width comes from metadata (e.g. feature_dim)
     dynamic_width: Mapping[str, str] = field(default_factory=dict)
+    # columns whose bytes are already compressed (JPEG): stored uncompressed, which reads faster
+    precompressed: tuple[str, ...] = ()
 
     def schema(self, meta: Mapping[str, Any]) -> pa.Schema:
         fields = list(KEY_FIELDS) if self.keyed else []
@@ -88,6 +90,7 @@ register(TableSpec(
         pa.field("jpeg", pa.binary()),          # the 512x512 crop, JPEG-encoded
     ),
     meta=("source", "audio", "face_index"),
+    precompressed=("jpeg",),  # zstd gains <3% on JPEG and costs ~30% of random-read speed (BENCHMARKS.md)
 ))
 register(TableSpec(
     "landmarks",
@@ -192,6 +195,18 @@ def _check_finite(table: pa.Table, path: Path | str) -> None:
                               "fix the producing stage or re-run it")
 
 
+def _compression(schema: pa.Schema, spec: TableSpec) -> str | dict[str, str]:
+    """zstd for every Parquet leaf column except the spec's precompressed ones."""
+    if not spec.precompressed:
+        return "zstd"
+    import io
+
+    buf = io.BytesIO()
+    pq.write_table(schema.empty_table(), buf)  # leaf paths (e.g. `box.list.element`) as Parquet names them
+    paths = [c.path for c in pq.ParquetFile(io.BytesIO(buf.getvalue())).schema]
+    return {p: ("none" if p.split(".")[0] in spec.precompressed else "zstd") for p in paths}
+
+
 class TableWriter:
     """Streams record batches into one Parquet file under a temporary name.
 
@@ -215,7 +230,7 @@ class TableWriter:
     def __enter__(self) -> "TableWriter":
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(tmp, self.schema, compression=_compression(self.schema, SPECS[self.name]))
         return self
 
     def write(self, columns: Mapping[str, Any] | pa.RecordBatch | pa.Table) -> None:

@@ -147,16 +147,17 @@ def probe(path: str | Path) -> VideoInfo:
                          dur, audio, size)
 
 
-def to_rgb(frame: Any, rotation: int = 0, max_side: int | None = None) -> np.ndarray:
-    """A decoded PyAV frame -> [H, W, 3] uint8 RGB in display orientation, optionally downscaled so
-    the longest side is at most `max_side` (any pixel format: 8/10-bit, 4:2:0/4:4:4)."""
+def to_rgb(frame: Any, rotation: int = 0, max_side: int | None = None, fmt: str = "rgb24") -> np.ndarray:
+    """A decoded PyAV frame -> [H, W, 3] uint8 RGB (or BGR with fmt="bgr24") in display orientation,
+    optionally downscaled so the longest side is at most `max_side` (any pixel format: 8/10-bit,
+    4:2:0/4:4:4)."""
     k = _rotation_k(rotation)
     if max_side is not None and max(frame.width, frame.height) > max_side:
         s = max_side / max(frame.width, frame.height)
         w, h = max(2, int(round(frame.width * s))), max(2, int(round(frame.height * s)))
-        img = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+        img = frame.to_ndarray(format=fmt, width=w, height=h, interpolation="AREA")
     else:
-        img = frame.to_ndarray(format="rgb24")
+        img = frame.to_ndarray(format=fmt)
     if k:
         img = np.ascontiguousarray(np.rot90(img, k))
     return img
