@@ -28,11 +28,12 @@ def need(path: Path, what: str, stage_name: str, identity: str) -> Path:
 
 def run(frames_path: Path, out_path: Path, cfg: LandmarksConfig, progress: bool = True) -> int:
     """Landmarks of every frame of a frame store into `out_path` (atomic); returns frames written."""
-    store = FrameStore(frames_path)
-    keys = store.keys
-    clip_ids = keys.column("clip_id").to_numpy(zero_copy_only=False)
-    frames = keys.column("frame").to_numpy()
-    with landmarks.load(cfg.backend, cfg, fps=store.fps) as teacher:  # fails here if the model is missing
+    with landmarks.load(cfg.backend, cfg) as teacher:  # fails here, before any work, if the model is missing
+        store = FrameStore(frames_path)
+        teacher.fps = store.fps
+        keys = store.keys
+        clip_ids = keys.column("clip_id").to_numpy(zero_copy_only=False)
+        frames = keys.column("frame").to_numpy()
         meta = {"fps": store.fps, "frame_size": [store.size, store.size], "backend": teacher.name,
                 "backend_version": teacher.version, "blendshape_names": list(landmarks.BLENDSHAPE_NAMES)}
         with TableWriter(out_path, "landmarks", meta) as out, progress_bar(len(store), "landmarks", progress) as bar:

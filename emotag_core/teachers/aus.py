@@ -240,13 +240,12 @@ PYFEAT_FILES = (
 
 
 def _hf_cache_dirs() -> list[Path]:
-    dirs = []
-    try:
-        from feat.utils.io import get_resource_path  # py-feat keeps its HF cache in its resources
+    import importlib.util
 
-        dirs.append(Path(get_resource_path()))
-    except Exception:  # py-feat not installed: the standard HF cache only
-        pass
+    dirs = []
+    spec = importlib.util.find_spec("feat")  # py-feat keeps its HF cache in feat/resources (no import: slow)
+    if spec is not None and spec.origin is not None:
+        dirs.append(Path(spec.origin).parent / "resources")
     dirs.append(Path(os.environ.get("HF_HUB_CACHE", Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")))
     return dirs
 

@@ -183,10 +183,11 @@ def load_keras_hdf5(path: str | Path) -> MiniXception:
         net = MiniXception(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
         mw = f["model_weights"]
         for name, mod in net.layers.items():
-            if name not in mw or not mw[name].attrs.get("weight_names", []).__len__():
+            if name not in mw or len(mw[name].attrs.get("weight_names", [])) == 0:
                 continue
             g = mw[name]
-            w = {n.decode().split("/")[-1].split(":")[0]: np.asarray(g[n.decode()]) for n in g.attrs["weight_names"]}
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs["weight_names"]]
+            w = {n.split("/")[-1].split(":")[0]: np.asarray(g[n]) for n in names}
             _assign(mod, w, path, name)
     return net.eval()
 
@@ -304,8 +305,14 @@ class DeepFaceEmotion:
         torch.set_num_threads(int(getattr(cfg, "threads", 1)))
         self.size = 48
         if self.path.suffix == ".pth":
-            from deepface.models.demography.pytorch.Emotion import base_model
-            from deepface.models.facial_recognition.pytorch.TorchFacialRecognition import load_model_weights
+            try:
+                from deepface.models.demography.pytorch.Emotion import base_model
+                from deepface.models.facial_recognition.pytorch.TorchFacialRecognition import load_model_weights
+            except ModuleNotFoundError as exc:  # deepface 0.0.103 imports werkzeug without declaring it
+                from emotag_core.errors import ConfigError
+
+                raise ConfigError(f"emotion.backend deepface: importing deepface failed ({exc}); "
+                                  f"`pip install {exc.name}` (deepface 0.0.103 needs it but does not declare it)") from exc
 
             self.model = load_model_weights(model=base_model(), weight_file=str(self.path))
             self._run = self._run_torch
