@@ -147,7 +147,7 @@ class FlameConfig:
 
 @dataclass
 class TrackConfig:
-    iters: int = 300
+    iters: int = 150
     """Optimiser steps of the joint fit."""
     lr: float = 0.01
     """Adam learning rate."""
@@ -155,6 +155,24 @@ class TrackConfig:
     """Weight of the temporal smoothness term."""
     device: str = "cpu"
     """Torch device for fitting."""
+    chunk: int = 256
+    """Frames fitted together per batch (memory is constant in clip length)."""
+    identity_frames: int = 48
+    """Frames (spread over all clips) used to fit the shared shape and focal length."""
+    focal_init: float = 2.0
+    """Initial focal length in units of the crop side (2.0 = 28 deg field of view)."""
+    fit_focal: bool = True
+    """Fit the focal length (principal point stays at the crop centre)."""
+    expr_prior: float = 0.5
+    """L2 weight on expression coefficients (px^2 per unit^2)."""
+    shape_prior: float = 2.0
+    """L2 weight on shape coefficients (px^2 per unit^2)."""
+    jaw_prior: float = 2000.0
+    """L2 weight on jaw rotation about the y/z axes and on closing past 0 (px^2 per rad^2)."""
+    iris_weight: float = 0.2
+    """Weight of the 10 iris landmarks relative to the mesh landmarks (the model's eyes are fixed)."""
+    threads: int = 1
+    """CPU threads for fitting (1 is fastest for these small batched ops on a shared CPU)."""
 
 
 @dataclass
@@ -235,26 +253,6 @@ class PretrainConfig:
     """Iterations between resumable checkpoints."""
     param_supervision: float = 0.0
     """Extra L1 weight on tracked FLAME params (not in the paper; 0 = off)."""
-
-
-@dataclass
-class AdaptConfig:
-    iters: int = 100
-    """Adaptation iterations, static-appearance steps included (paper: 20k)."""
-    static_iters: int = 30
-    """Static-appearance steps of the new identity's Gaussians before AdaIN tuning joins."""
-    lr: float = 5e-4
-    """AdamW learning rate (paper: 5e-4)."""
-    train_seconds: float = 5.0
-    """Seconds of video used to adapt (paper: 5 s)."""
-    eval_from_s: float = 10.0
-    """Frames from this time on are held out for evaluation."""
-
-
-@dataclass
-class AblationConfig:
-    seg: bool = True
-    """Semantic Emotion Guidance (both L_KL and L_Score)."""
     d_model: int = 256
     """Width of GRMN's audio Transformer and fused features."""
     d_expr: int = 64
@@ -271,6 +269,28 @@ class AblationConfig:
     """Parquet row groups the streaming loader keeps decoded (bounds its memory)."""
     rasterizer: str = "auto"
     """Gaussian rasterizer backend: `auto` (gsplat on CUDA, torch on CPU), `gsplat`, `torch`."""
+
+
+@dataclass
+class AdaptConfig:
+    iters: int = 100
+    """Adaptation iterations, static-appearance steps included (paper: 20k)."""
+    static_iters: int = 30
+    """Static-appearance steps of the new identity's Gaussians before AdaIN tuning joins."""
+    lr: float = 5e-4
+    """AdamW learning rate (paper: 5e-4)."""
+    train_seconds: float = 5.0
+    """Seconds of video used to adapt (paper: 5 s)."""
+    eval_from_s: float = 10.0
+    """Frames from this time on are held out for evaluation."""
+    checkpoint_every: int = 50
+    """Iterations between resumable checkpoints."""
+
+
+@dataclass
+class AblationConfig:
+    seg: bool = True
+    """Semantic Emotion Guidance (both L_KL and L_Score)."""
     kl: bool = True
     """L_KL (Eq. 12)."""
     score: bool = True
@@ -283,8 +303,6 @@ class AblationConfig:
     """AdaIN identity modulation; off means plain InstanceNorm with learned affine."""
 
 
-    checkpoint_every: int = 50
-    """Iterations between resumable checkpoints."""
 @dataclass
 class RenderConfig:
     audio: list[str] = field(default_factory=list)

@@ -175,9 +175,7 @@ class HeadModel(nn.Module):
         rotation (axis-angle, camera frame; 0 = facing the camera), trans [B, 3] metres,
         eyes [B, 6] optional left/right eyeball axis-angle.
         """
-        B = expr.shape[0]
-        if shape.shape[0] != B:
-            shape = shape.expand(B, -1)
+        B = expr.shape[0]   # shape may be [1, S]: it broadcasts over the batch (cheaper when shared)
         self._check_dims(shape, expr)
         ids = slice(None) if vertex_ids is None else vertex_ids
         v = (self.v_template[ids][None]
@@ -185,23 +183,30 @@ class HeadModel(nn.Module):
              + torch.einsum("vcs,bs->bvc", self.exprdirs[ids], expr))                  # [B, n, 3]
         J = (self.J_template[None] + torch.einsum("jcs,bs->bjc", self.J_shapedirs, shape)
              + torch.einsum("jcs,bs->bjc", self.J_exprdirs, expr))                     # [B, J, 3]
-        n_j = J.shape[1]
-        pose = torch.zeros(B, n_j, 3, dtype=v.dtype, device=v.device)
-        pose = pose.index_copy(1, torch.tensor([self.jaw_joint], device=v.device), jaw[:, None])
-        if eyes is not None and n_j >= 5:
-            pose = pose.index_copy(1, torch.tensor([3, 4], device=v.device), eyes.reshape(B, 2, 3))
-        R = rodrigues(pose)                                                            # [B, J, 3, 3]
+        # LBS with the global and neck joints at rest (head pose is `rot`/`trans` below): each posed
+        # joint j (jaw, eyes; children of the resting neck) moves v by w_vj ((R_j - I)(v - J_j)),
+        # which equals FLAME's LBS under that condition.
+        posed = [(self.jaw_joint, jaw)]
+        if eyes is not None and J.shape[1] >= 5:
+            posed += [(3, eyes[:, :3]), (4, eyes[:, 3:])]
         eye3 = torch.eye(3, dtype=v.dtype, device=v.device)
-        pose_feat = (R[:, 1:] - eye3).reshape(B, -1)                                   # [B, 9(J-1)]
+        feat = torch.zeros(B, J.shape[1] - 1, 9, dtype=v.dtype, device=v.device)
+        moves = []
+        for j, aa in posed:
+            Rm = rodrigues(aa) - eye3                                                  # [B, 3, 3]
+            feat[:, j - 1] = Rm.reshape(B, 9)
+            moves.append((j, Rm))
         if vertex_ids is None:
             pd = self.posedirs
         else:
             cols = (vertex_ids[:, None] * 3 + torch.arange(3, device=v.device)).reshape(-1)
             pd = self.posedirs[:, cols]
-        v = v + (pose_feat @ pd).reshape(B, -1, 3)                                     # pose correctives
-        A = _rigid_chain(R, J, self.parents)                                           # [B, J, 4, 4]
-        T = torch.einsum("vj,bjkl->bvkl", self.weights[ids], A)                        # [B, n, 4, 4]
-        v = (T[..., :3, :3] @ v[..., None])[..., 0] + T[..., :3, 3]
+        v_pc = v + (feat.reshape(B, -1) @ pd).reshape(B, -1, 3)                          # pose correctives
+        w = self.weights[ids]
+        out = v_pc
+        for j, Rm in moves:
+            out = out + w[None, :, j, None] * ((v_pc - J[:, j, None]) @ Rm.transpose(1, 2))
+        v = out
         Rc = rodrigues(rot) @ self.flip                                                # [B, 3, 3]
         return v @ Rc.transpose(1, 2) + trans[:, None]
 
@@ -234,27 +239,6 @@ class HeadModel(nn.Module):
         trans = z(3)
         trans[:, 2] = 0.6
         return {"shape": z(self.n_shape), "expr": z(self.n_expr), "jaw": z(3), "rot": z(3), "trans": trans}
-
-
-def _rigid_chain(R: Tensor, J: Tensor, parents: Tensor) -> Tensor:
-    """Relative joint transforms [B, J, 4, 4] (rest pose removed), as FLAME's LBS."""
-    B, n = J.shape[:2]
-    rel = J.clone()
-    rel[:, 1:] = J[:, 1:] - J[:, parents[1:]]
-    top = torch.cat([R, rel[..., None]], -1)                                           # [B, J, 3, 4]
-    bottom = torch.zeros(B, n, 1, 4, dtype=J.dtype, device=J.device)
-    bottom[..., 3] = 1
-    local = torch.cat([top, bottom], -2)
-    chain = [local[:, 0]]
-    for i in range(1, n):
-        chain.append(chain[int(parents[i])] @ local[:, i])
-    world = torch.stack(chain, 1)
-    posed_j = world[..., :3, 3]
-    # remove the rest-pose joint position: T = world * [I, -J]
-    corr = posed_j - (world[..., :3, :3] @ J[..., None])[..., 0]
-    out = world.clone()
-    out[..., :3, 3] = corr
-    return out
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -299,7 +283,6 @@ def check_flame_file(path: Path, variant: str, n_expr: int | None) -> dict[str, 
     if missing:
         raise InputError(path, f"not a FLAME model file: keys {missing} missing "
                                f"(has {sorted(data)[:12]})", FLAME_HOW)
-    n_v = _dense(data["v_template"]).shape[0]
     sd = _dense(data["shapedirs"])
     if n_expr is None:
         raise ConfigError(f"flame.model is `{variant}` but flame.n_expr is null: FLAME's expression "
@@ -319,9 +302,6 @@ def check_flame_file(path: Path, variant: str, n_expr: int | None) -> dict[str, 
         raise ConfigError(f"flame.model is `{variant}` but {path} is {says} (by its "
                           f"{'version tag' if tagged is not None else 'file name'}); set flame.model: {says} "
                           f"or point flame.path at a {variant} file")
-    if n_v != FLAME_N_VERTS and not data.get("_emotag_test_fixture", False):
-        raise InputError(path, f"FLAME file has {n_v} vertices, FLAME 2020/2023 have {FLAME_N_VERTS}",
-                         "this is not a FLAME head model; " + FLAME_HOW)
     return data
 
 
