@@ -50,6 +50,7 @@ def generate_identity(model, cfg: SynthConfig, out_dir: Path, quiet: bool = Fals
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True, quiet=quiet), transient=True, disable=quiet) as bar:
         tmp = Path(tmp)
+        tmp.chmod(0o755)                                      # mkdtemp makes it private
         (tmp / "truth").mkdir()
         ident = gen.sample_identity(model, cfg)
         app = gen.build_appearance(model, ident, cfg)

@@ -89,3 +89,14 @@ def test_same_seed_same_output_other_seed_differs(small_identity, standin_head, 
     assert not np.allclose(ident.shape, ta["shape"]) and not np.allclose(ident.K, ta["K"])
     truth = animate(standin_head, ident, plan_script(other, 0), other, 0)
     assert not np.allclose(truth.rot, ta["rot"])
+
+
+def test_identity_options_override_synth_and_typos_fail():
+    from emotag_core.config import SynthConfig
+    from emotag_core.errors import ConfigError
+    from stages.synth import identity_config
+
+    cfg = identity_config(SynthConfig(seconds=8.0), {"seed": 3, "voices": ["de"]}, "synth_x")
+    assert cfg.seed == 3 and cfg.voices == ["de"] and cfg.seconds == 8.0
+    with pytest.raises(ConfigError, match="synthetic.synth_x"):
+        identity_config(SynthConfig(), {"sed": 3}, "synth_x")
