@@ -144,7 +144,13 @@ def doctor() -> list[tuple[str, str, bool, str]]:
     try:
         from emotag_core.teachers import describe_backends
 
-        for r in describe_backends():
+        try:
+            from emotag_core.config import load_params
+
+            params = load_params(PARAMS) if PARAMS.exists() else None
+        except EmotagError:
+            params = None
+        for r in describe_backends(params):
             rows.append(tuple(r))  # type: ignore[arg-type]
     except ImportError:
         pass
@@ -160,7 +166,9 @@ def _print_doctor(rows) -> None:
         t.add_column(c)
     for comp, backend, ok, detail in rows:
         t.add_row(comp, backend, "[green]yes[/]" if ok else "[red]no[/]", detail)
-    Console().print(t)
+    import shutil as _sh
+
+    Console(width=max(140, _sh.get_terminal_size((140, 40)).columns)).print(t)
 
 
 def switch_profile(name: str, params_path: Path = PARAMS) -> None:
