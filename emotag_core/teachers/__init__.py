@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from emotag_core.errors import WeightsMissingError
 
@@ -102,8 +102,36 @@ def require(signal: str, name: str, cfg: Any = None) -> WeightsStatus:
     return st
 
 
-def describe_backends(params: Any = None) -> list[dict[str, Any]]:
-    """One row per registered backend: signal, name, paper, selected, weights present, where it looked.
+class BackendRow(NamedTuple):
+    """One `emotag doctor` row: unpacks as (component, backend, ok, detail)."""
+
+    signal: str
+    name: str
+    weights_present: bool
+    detail: str
+
+
+def describe_backends(params: Any = None) -> list[BackendRow]:
+    """One row per registered backend: signal, name, weights present?, and where it looked.
+
+    `detail` says paper/offline, what runs, the file used or the paths looked in and how to get
+    the weights. `backend_report()` gives the same as dicts with the fields separate.
+    """
+    rows = []
+    for r in backend_report(params):
+        kind = "paper" if r["paper"] else "offline"
+        sel = ", selected" if r["selected"] else ""
+        if r["weights_present"]:
+            where = f"uses {r['found']}" if r["found"] else "needs no weights"
+        else:
+            where = f"missing (looked in {', '.join(r['looked']) or 'nowhere'}); {r['how']}"
+        rows.append(BackendRow(f"teacher:{r['signal']}", r["name"], r["weights_present"],
+                               f"{kind}{sel}: {r['what']}; {where}"))
+    return rows
+
+
+def backend_report(params: Any = None) -> list[dict[str, Any]]:
+    """Every registered backend as a dict: signal, name, paper, selected, what, weights_present, found, looked, how.
 
     `params` is an `emotag_core.config.Params` (or None for defaults); each backend's `locate` gets
     its signal's section so that configured paths are honoured.

@@ -94,11 +94,21 @@ def test_stage_names_the_missing_frame_store(tmp_path, monkeypatch):
     assert stage.main("x") == StageMissingError.exit_code
 
 
-def test_doctor_rows_cover_these_signals():
-    rows = {(r["signal"], r["name"]): r for r in describe_backends()}
+def test_doctor_rows_cover_these_signals(tmp_path):
+    from emotag_core.config import Params
+    from emotag_core.teachers import backend_report
+
+    params = Params()
+    params.landmarks.model_path = str(tmp_path / "custom.task")  # a configured path is what gets checked
+    rows = {(r["signal"], r["name"]): r for r in backend_report(params)}
     for key in [("landmarks", "mediapipe"), ("aus", "mediapipe"), ("aus", "openface_csv"), ("aus", "pyfeat"),
                 ("emotion", "deepface"), ("emotion", "fer")]:
         assert key in rows
         assert isinstance(rows[key]["weights_present"], bool) and isinstance(rows[key]["looked"], list)
-    assert rows[("landmarks", "mediapipe")]["looked"][0].endswith("face_landmarker.task")
+    assert rows[("landmarks", "mediapipe")]["looked"] == [str(tmp_path / "custom.task")]
+    assert not rows[("landmarks", "mediapipe")]["weights_present"] and rows[("landmarks", "mediapipe")]["selected"]
     assert rows[("emotion", "deepface")]["paper"] and not rows[("emotion", "fer")]["paper"]
+    # the doctor view: 4-field rows that name where a missing backend looked
+    doctor = {(r[0], r[1]): r for r in describe_backends(params)}
+    comp, name, ok, detail = doctor[("teacher:landmarks", "mediapipe")]
+    assert ok is False and str(tmp_path / "custom.task") in detail
