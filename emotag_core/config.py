@@ -171,6 +171,8 @@ class TrackConfig:
     """L2 weight on jaw rotation about the y/z axes and on closing past 0 (px^2 per rad^2)."""
     iris_weight: float = 0.2
     """Weight of the 10 iris landmarks relative to the mesh landmarks (the model's eyes are fixed)."""
+    seed: int = 0
+    """Random seed (deterministic fits)."""
     threads: int = 1
     """CPU threads for fitting (1 is fastest for these small batched ops on a shared CPU)."""
 
