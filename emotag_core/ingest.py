@@ -12,12 +12,13 @@ Only per-frame numbers (a few floats per frame) are held between the passes, nev
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import unicodedata
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,29 @@ Progress = Callable[[int], None]
 # Face detection
 # --------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Silence native (C++) writes to file descriptor 2 inside the block."""
+    import os
+    import sys
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced (pytest capture, notebooks)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceDetector:
     """MediaPipe's BlazeFace face detector (short-range model), run on CPU through mediapipe.tasks.
 
@@ -60,7 +84,9 @@ class FaceDetector:
         buf = self._model_bytes(model)
         opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=buf),
                                           min_detection_confidence=float(min_confidence))
-        self._det = vision.FaceDetector.create_from_options(opts)
+        with _native_stderr_muted():  # LiteRT prints INFO lines on fd 2 that no env var silences
+            self._det = vision.FaceDetector.create_from_options(opts)
+            self._detect_one(np.zeros((64, 64, 3), np.uint8))  # first call logs an alignment warning
 
     @staticmethod
     def _model_bytes(model: str | Path | bytes | None) -> bytes:
@@ -118,7 +144,8 @@ class FaceDetector:
 
     def close(self) -> None:
         if self._det is not None:
-            self._det.close()
+            with _native_stderr_muted():
+                self._det.close()
             self._det = None  # type: ignore[assignment]
 
     def __enter__(self) -> "FaceDetector":

@@ -14,6 +14,7 @@ from emotag_core.config import IngestConfig
 from emotag_core.ingest import ClipPlan, FaceDetector, analyse_clip, clip_id_for, find_media, frames_meta, write_clip
 from emotag_core.io.atomic import atomic_dir
 from emotag_core.io.tables import TableWriter
+from emotag_core.io.video import probe
 from stages.common import Paths, main_for, params, source_dir, stage, sweep
 
 
@@ -33,7 +34,8 @@ def ingest_folder(source: str | Path, frames_path: str | Path, audio_dir: str | 
             console=console, transient=True, disable=quiet) as bar:
         plans: list[ClipPlan] = []
         for v, cid in zip(videos, ids):
-            est = None
+            info = probe(v)  # fails fast on an unreadable file; gives the bar its length
+            est = int(info.duration_s * cfg.fps) if info.duration_s else None
             task = bar.add_task(f"detect {cid}", total=est)
             plans.append(analyse_clip(v, cid, cfg, Path(audio_tmp) / f"{cid}.wav", det,
                                       progress=lambda k, task=task: bar.advance(task, k)))
