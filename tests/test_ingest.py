@@ -309,3 +309,20 @@ def test_tracks_link_by_overlap_and_choose_largest_persistent() -> None:
     assert info["n_persistent"] == 2 and t0.median_side == pytest.approx(100)
     t1, _ = choose_track(tracks, 20, 1, 25.0, Path("x.mp4"))
     assert t1.median_side == pytest.approx(40)
+
+
+@pytest.mark.parametrize("side", [100.5, 400.0])  # upsampling (bilinear) and 4x downsampling (area)
+def test_crop_square_matches_a_reference_crop(side: float) -> None:
+    import cv2
+
+    from emotag_core.ingest import crop_square
+
+    rng = np.random.default_rng(1)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8), (0, 0), 6)
+    x0, y0 = 200.0, 120.0
+    got = crop_square(img, np.array([x0, y0, side]), 100)
+    ref = cv2.resize(img[int(y0):int(y0 + side), int(x0):int(x0 + side)], (100, 100), interpolation=cv2.INTER_AREA)
+    assert got.shape == (100, 100, 3)
+    assert np.abs(got.astype(int) - ref.astype(int)).mean() < 4
+    edge = crop_square(img, np.array([-50.0, -50.0, 200.0]), 100)  # partly outside: black there
+    assert edge[:20, :20].max() == 0 and edge[40:, 40:].mean() > 20

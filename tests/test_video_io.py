@@ -195,3 +195,18 @@ def test_probe_rejects_audio_only(tmp_path: Path) -> None:
     audio_io.write_wav(p, np.zeros(8000, np.float32), 16000)
     with pytest.raises(InputError, match="audio-only"):
         video_io.probe(p)
+
+
+@needs_ffmpeg
+def test_audio_is_aligned_to_the_first_video_frame(tmp_path: Path) -> None:
+    # audio starts 0.5 s after the video: the WAV must start with 0.5 s of silence
+    p = tmp_path / "late_audio.mkv"
+    ff("-f", "lavfi", "-i", "color=c=gray:s=64x48:d=2:r=25", "-itsoffset", "0.5", "-f", "lavfi",
+       "-i", "sine=frequency=440:sample_rate=16000:duration=1.5", "-map", "0:v", "-map", "1:a",
+       "-c:v", "libx264", "-c:a", "pcm_s16le", str(p))
+    first_video_t = next(iter(video_io.resample_frames(p, 25.0))).frame.time
+    n = audio_io.decode_to_wav(p, tmp_path / "a.wav", 16000, start_s=first_video_t)
+    x, _ = audio_io.read_wav(tmp_path / "a.wav")
+    onset = int(np.argmax(np.abs(x) > 0.01))
+    assert abs(onset - 8000) < 160, onset  # within 10 ms of 0.5 s
+    assert abs(n - 2.0 * 16000) < 400
