@@ -226,6 +226,31 @@ def link_tracks(detections: Sequence[tuple[int, np.ndarray]], max_gap: int, min_
     return tracks
 
 
+def merge_fragments(tracks: list[Track], max_dist: float = 2.0, max_size_ratio: float = 1.5) -> list[Track]:
+    """Join tracks of one face broken by a long gap (the face left the frame or was missed): a
+    later track continues an earlier one when they never overlap in time, and the later one starts
+    near (within `max_dist` face sides) and at a similar size as the earlier one ended."""
+    out: list[Track] = []
+    for t in sorted(tracks, key=lambda t: t.frames[0]):
+        best, best_d = None, math.inf
+        for o in out:
+            if o.frames[-1] >= t.frames[0]:
+                continue
+            a, b = o.boxes[-1], t.boxes[0]
+            sa, sb = max(a[2] - a[0], a[3] - a[1]), max(b[2] - b[0], b[3] - b[1])
+            if max(sa, sb) > max_size_ratio * max(min(sa, sb), 1e-6):
+                continue
+            d = math.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / max(sa, sb)
+            if d < max_dist and d < best_d:
+                best, best_d = o, d
+        if best is None:
+            out.append(Track(list(t.frames), list(t.boxes)))
+        else:
+            best.frames += t.frames
+            best.boxes += t.boxes
+    return out
+
+
 def choose_track(tracks: list[Track], n_detect: int, face_index: int | None, fps: float,
                  where: Path) -> tuple[Track | None, dict[str, Any]]:
     """Pick the largest face among those that persist (detected on at least half as many sampled
@@ -434,6 +459,10 @@ def analyse_clip(path: str | Path, clip_id: str, cfg: IngestConfig, wav_out: str
     if abs(audio_s - video_s) > 1.0 / fps:
         shorter = "audio" if audio_s < video_s else "video"
         notes.append(f"trimmed to the shorter {shorter}: video {video_s:.2f} s, audio {audio_s:.2f} s -> {n / fps:.2f} s")
+    offset = info.audio.start_s - (stats.first_t or 0.0)
+    if abs(offset) > 0.5 / fps:
+        notes.append(f"audio starts {abs(offset):.2f} s {'after' if offset > 0 else 'before'} the video: "
+                     + ("padded with silence" if offset > 0 else "lead cut"))
     if info.audio.sample_rate != sr or info.audio.channels != 1:
         notes.append(f"audio {info.audio.channels} ch {info.audio.sample_rate} Hz -> mono {sr} Hz")
     if n / fps < cfg.min_duration_s:
@@ -442,7 +471,7 @@ def analyse_clip(path: str | Path, clip_id: str, cfg: IngestConfig, wav_out: str
 
     # faces: link, choose, smooth
     n_detect = len(detections)
-    tracks = link_tracks(detections, max_gap=max(cfg.detect_every, int(round(fps))) * 2)
+    tracks = merge_fragments(link_tracks(detections, max_gap=max(cfg.detect_every, int(round(fps))) * 2))
     track, face = choose_track(tracks, n_detect, cfg.face_index, fps, path)
     box, conf, found = smooth_track(track, n_video, cfg.detect_every, cfg.smooth_sigma_s * fps, cfg.box_scale)
     box, conf, found = box[:n], conf[:n], found[:n]

@@ -14,7 +14,8 @@ import pytest
 from emotag_core.assets import asset_path, packaged_file
 from emotag_core.config import IngestConfig
 from emotag_core.errors import ConfigError, InputError
-from emotag_core.ingest import FaceDetector, Track, choose_track, clip_id_for, link_tracks, runs, smooth_track
+from emotag_core.ingest import (FaceDetector, Track, choose_track, clip_id_for, link_tracks, merge_fragments, runs,
+                                smooth_track)
 from emotag_core.io.audio import read_wav
 from emotag_core.io.frames import FrameStore
 from stages.ingest import ingest_folder
@@ -326,3 +327,15 @@ def test_crop_square_matches_a_reference_crop(side: float) -> None:
     assert np.abs(got.astype(int) - ref.astype(int)).mean() < 4
     edge = crop_square(img, np.array([-50.0, -50.0, 200.0]), 100)  # partly outside: black there
     assert edge[:20, :20].max() == 0 and edge[40:, 40:].mean() > 20
+
+
+def test_fragments_of_one_face_are_merged_but_other_faces_are_not() -> None:
+    a = np.array([100, 100, 200, 200, 0.9])
+    far = np.array([600, 100, 700, 200, 0.9])
+    dets = [(f, a[None] + 2.0 * (f > 50)) for f in range(0, 40, 2)]  # face, gap of 60 frames, face again
+    dets += [(f, a[None] + 2.0) for f in range(100, 140, 2)]
+    dets += [(f, far[None]) for f in range(150, 160, 2)]  # someone else, elsewhere, later
+    tracks = link_tracks(dets, max_gap=10)
+    assert len(tracks) == 3
+    merged = merge_fragments(tracks)
+    assert sorted(len(t.frames) for t in merged) == [5, 40]

@@ -33,6 +33,8 @@ class AudioInfo:
     channels: int
     duration_s: float | None
     """Declared duration (container metadata); None when the container does not say."""
+    start_s: float = 0.0
+    """Timestamp of the first audio sample (container time)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ def probe(path: str | Path) -> VideoInfo:
             a = c.streams.audio[0]
             adur = float(a.duration * a.time_base) if a.duration is not None and a.time_base else (
                 c.duration / 1e6 if c.duration else None)
-            audio = AudioInfo(a.codec_context.name, int(a.sample_rate or 0), int(a.channels or 0), adur)
+            astart = float(a.start_time * a.time_base) if a.start_time is not None and a.time_base else 0.0
+            audio = AudioInfo(a.codec_context.name, int(a.sample_rate or 0), int(a.channels or 0), adur, astart)
         return VideoInfo(path, fmt, vs.codec_context.name, str(first.format.name), w, h, rotation,
                          _rate(vs.average_rate) or _rate(vs.guessed_rate), _rate(vs.base_rate) or _rate(vs.guessed_rate),
                          dur, audio, size)
