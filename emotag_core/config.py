@@ -255,6 +255,9 @@ class PretrainConfig:
     """Iterations between resumable checkpoints."""
     param_supervision: float = 0.0
     """Extra L1 weight on tracked FLAME params (not in the paper; 0 = off)."""
+    render: bool = True
+    """Render and apply L_Render (Eq. 11). false = motion-only (not the paper): no rasterization and no
+    static-appearance steps; GRMN learns from `param_supervision` (must be > 0) + L_KL + L_Score."""
     d_model: int = 256
     """Width of GRMN's audio Transformer and fused features."""
     d_expr: int = 64

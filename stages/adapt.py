@@ -36,7 +36,7 @@ def main(identity: str) -> None:
         raise StageMissingError("the pretrained GRMN", PRETRAIN_MODELS / "grmn.pt", "dvc repro pretrain")
     setup_torch(c.seed)
     tables = table_paths(identity)
-    if "geometry" not in tables:
+    if "geometry" not in tables and c.render:
         raise StageMissingError(f"the geometry table of `{identity}`", paths.table("geometry"), f"dvc repro geometry@{identity}")
     ix = build_identity_index(identity, tables)
     dev = c.device
@@ -51,17 +51,18 @@ def main(identity: str) -> None:
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
     loader = CorpusLoader([ix], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                          cache_row_groups=c.cache_row_groups, with_geometry=True, max_seconds=a.train_seconds)
+                          cache_row_groups=c.cache_row_groups, with_geometry=c.render, max_seconds=a.train_seconds,
+                          with_images=c.render)
     fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in tables.items()},
                      file_digest(PRETRAIN_MODELS / "grmn.pt"))
     ckpt = CKPT_ROOT / identity
     probe = load_latest(ckpt, fp)
     log = LiveLog(paths.metrics_dir, int(probe["iteration"]) if probe else 0)
-    sw = LossSwitches.from_ablation(p.ablation, geo=True)
+    sw = LossSwitches.from_ablation(p.ablation, geo=True, param_supervision=c.param_supervision, render=c.render)
     cfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
                      checkpoint_every=a.checkpoint_every, log_every=c.log_every)
     t0 = time.perf_counter()
-    summary = adapt(grmn, scene, identity, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
+    summary = adapt(grmn, scene if c.render else None, identity, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0
     log.end()
     save_adapted(paths.models, grmn, scene, ix.meta, c.n_gaussians, c.seed, extra=dict(extra, adapted_to=identity))

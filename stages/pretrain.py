@@ -95,14 +95,17 @@ def main() -> None:
     setup_torch(c.seed)
     indices = read_corpus()
     dev = c.device
+    sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)
     head = load_head_model(p.flame, dev)
     scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, c.seed + k, c.rasterizer, dev)
               for k, ix in enumerate(indices)}
     n_mouth = next(iter(scenes.values())).n_mouth
+    if not c.render:  # motion-only: the scenes only tell the mouth-Gaussian count; nothing is rendered
+        scenes = {}
     spec = grmn_spec(p, indices[0].meta, n_mouth)
     grmn = GRMN(spec).to(dev)
     loader = CorpusLoader(indices, c.batch_size, c.image_size, window=spec.window, seed=c.seed,
-                          cache_row_groups=c.cache_row_groups)
+                          cache_row_groups=c.cache_row_groups, with_images=c.render)
     digests = json.loads((CORPUS_DIR / "manifest.json").read_text())
     fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
     ckpt = CKPT_ROOT / "pretrain"
@@ -111,7 +114,6 @@ def main() -> None:
     probe = load_latest(ckpt, fp)
     start = int(probe["iteration"]) if probe else 0
     log = LiveLog(PRETRAIN_METRICS, start)
-    sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision)
     cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
                      checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=0.01)
     t0 = time.perf_counter()

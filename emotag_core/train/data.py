@@ -260,7 +260,9 @@ class CorpusLoader:
 
     def __init__(self, indices: list[IdentityIndex], batch_size: int, image_size: int, window: int = 16,
                  seed: int = 0, cache_row_groups: int = 64, with_geometry: bool = False,
-                 max_seconds: float | None = None) -> None:
+                 max_seconds: float | None = None, with_images: bool = True) -> None:
+        """`with_images=False` (motion-only training) skips reading and decoding the frame crops:
+        `Batch.image` is then an empty [B, 3, 0, 0] tensor."""
         from emotag_core.teachers.audio import window_offsets
 
         if not indices:
@@ -272,6 +274,7 @@ class CorpusLoader:
         self.window = window
         self.offsets = window_offsets(window)
         self.with_geometry = with_geometry
+        self.with_images = with_images
         self.cache = RowGroupCache(cache_row_groups)
         self.rng = np.random.default_rng(seed)
         self._tables: dict[tuple[str, str], LazyTable] = {}
@@ -328,22 +331,9 @@ class CorpusLoader:
 
     def load(self, ident: str, rows: np.ndarray) -> Batch:
         """Read the frames at index `rows` of identity `ident` (row groups through the cache)."""
-        import cv2
-
         cols = self._cols[ident]
         meta = self.indices[ident].meta
-        s = self.image_size
-        jpegs = self._table(ident, "frames").rows(cols["row_frames"][rows], "jpeg")
-        imgs = []
-        for j, data in zip(rows, jpegs):
-            try:
-                im = decode_jpeg(data)
-            except ValueError as exc:
-                raise InputError(self.indices[ident].tables["frames"], f"frame row {int(j)}: {exc}", "re-run ingest") from exc
-            if im.shape[0] != s or im.shape[1] != s:
-                im = cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA)
-            imgs.append(im)
-        image = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+        image = self._images(ident, rows) if self.with_images else torch.empty(len(rows), 3, 0, 0)
         frame = cols["frame"][rows].astype(np.int64)
         clip_len = cols["clip_len"][rows]
         win = np.clip(frame[:, None] + self.offsets[None, :], 0, clip_len[:, None] - 1)
@@ -364,6 +354,23 @@ class CorpusLoader:
         if self.with_geometry:
             batch.depth, batch.normal = self._geometry(ident, cols["row_geometry"][rows], meta["geometry_size"])
         return batch
+
+    def _images(self, ident: str, rows: np.ndarray) -> Tensor:
+        """Frame crops at index `rows`, resized to the training size -> [B, 3, S, S] in [0, 1]."""
+        import cv2
+
+        s = self.image_size
+        jpegs = self._table(ident, "frames").rows(self._cols[ident]["row_frames"][rows], "jpeg")
+        imgs = []
+        for j, data in zip(rows, jpegs):
+            try:
+                im = decode_jpeg(data)
+            except ValueError as exc:
+                raise InputError(self.indices[ident].tables["frames"], f"frame row {int(j)}: {exc}", "re-run ingest") from exc
+            if im.shape[0] != s or im.shape[1] != s:
+                im = cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA)
+            imgs.append(im)
+        return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
 
     def _geometry(self, ident: str, rows: np.ndarray, size: int) -> tuple[Tensor, Tensor]:
         import cv2

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from emotag_core.errors import DivergenceError
+from emotag_core.errors import ConfigError, DivergenceError
 from emotag_core.motion.grmn import GRMN
 from emotag_core.train import losses
 from emotag_core.train.checkpoint import load_latest, save_checkpoint
@@ -37,13 +37,24 @@ class LossSwitches:
     """L_Geo (Eq. 14; adaptation only)."""
     param_supervision: float = 0.0
     """Weight of the optional L1 on tracked FLAME expression + jaw (not in the paper)."""
+    render: bool = True
+    """L_Render (Eq. 11). Off = motion-only (not the paper): nothing is rasterized, there is no static
+    stage, and GRMN learns from `param_supervision` (then required > 0), L_KL and L_Score."""
+
+    def __post_init__(self) -> None:
+        if not self.render and self.param_supervision <= 0:
+            raise ConfigError("motion-only training (`pretrain.render: false`) needs `pretrain.param_supervision` > 0: "
+                              "without L_Render nothing else supervises the base branch")
+        if not self.render and self.geo:
+            raise ConfigError("L_Geo needs rendered depth/normal maps; it cannot run with `pretrain.render: false`")
 
     @classmethod
-    def from_ablation(cls, ablation: Any, geo: bool = False, param_supervision: float = 0.0) -> "LossSwitches":
+    def from_ablation(cls, ablation: Any, geo: bool = False, param_supervision: float = 0.0,
+                      render: bool = True) -> "LossSwitches":
         seg = bool(ablation.seg)
         return cls(kl=seg and bool(ablation.kl) and bool(ablation.residual),
                    score=seg and bool(ablation.score) and bool(ablation.gate) and bool(ablation.residual),
-                   geo=geo, param_supervision=param_supervision)
+                   geo=geo and render, param_supervision=param_supervision, render=render)
 
 
 @dataclass
@@ -68,17 +79,26 @@ class LoopConfig:
 
 def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
                    size: int) -> tuple[Tensor, dict[str, float], Any]:
-    """Eq. 10 for one batch: (total loss, per-term values, GRMN output or None)."""
+    """Eq. 10 for one batch: (total loss, per-term values, GRMN output or None).
+
+    With `sw.render` off (motion-only) `scene` may be None and `static` must be False.
+    """
     out = None
+    if static and not sw.render:
+        raise ValueError("motion-only training has no static-appearance stage")
     if static:
         expr, jaw, mouth = batch.expr, batch.jaw, None
     else:
         out = grmn(batch.audio, batch.aus, batch.s)
         expr, jaw, mouth = out.expr, out.jaw, out.mouth
-    r = scene.render(expr, jaw, batch.rot, batch.trans, mouth, size)
-    l_render = losses.render_loss(r["image"], batch.image)  # Eq. 11
-    total = l_render
-    terms = {"render": float(l_render.detach())}
+    r: dict[str, Tensor] = {}
+    terms: dict[str, float] = {}
+    total = batch.audio.new_zeros(())
+    if sw.render:
+        r = scene.render(expr, jaw, batch.rot, batch.trans, mouth, size)
+        l_render = losses.render_loss(r["image"], batch.image)  # Eq. 11
+        total = total + l_render
+        terms["render"] = float(l_render.detach())
     if out is not None:
         if sw.kl and out.z_e is not None:
             l_kl = losses.kl_loss(batch.p_emo, out.z_e)  # Eq. 12
@@ -93,7 +113,7 @@ def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossS
             total = total + sw.param_supervision * l_param
             terms["param"] = float(l_param.detach())
         terms["gate_mean"] = float(out.g.detach().mean())
-    if sw.geo and batch.depth is not None and batch.normal is not None:
+    if sw.geo and sw.render and batch.depth is not None and batch.normal is not None:
         l_geo = losses.geo_loss(r["depth"], batch.depth, r["normal"], batch.normal)  # Eq. 14
         total = total + l_geo
         terms["geo"] = float(l_geo.detach())
@@ -109,7 +129,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
           cfg: LoopConfig, sw: LossSwitches, ckpt_dir: str | Path | None, fingerprint: str, device: str,
           log: LogFn | None, desc: str, progress: bool) -> dict[str, Any]:
     start = 0
-    seen = {k: 0 for k in scenes.keys()}
+    seen = {k: 0 for k in loader.ids}
     state = load_latest(ckpt_dir, fingerprint) if ckpt_dir is not None else None
     if state is not None:
         grmn.load_state_dict(state["grmn"])
@@ -132,10 +152,11 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
     last: dict[str, float] = {}
     for it in range(start, cfg.iters):
         batch = loader.next_batch().to(device)
-        static = seen[batch.identity] < cfg.static_iters
+        static = sw.render and seen[batch.identity] < cfg.static_iters
         seen[batch.identity] += 1
         optimizer.zero_grad(set_to_none=True)
-        total, terms, _ = compute_losses(grmn, scenes[batch.identity], batch, static, sw, cfg.image_size)
+        scene = scenes[batch.identity] if batch.identity in scenes else None
+        total, terms, _ = compute_losses(grmn, scene, batch, static, sw, cfg.image_size)
         total.backward()
         optimizer.step()
         last = terms
@@ -155,10 +176,10 @@ def pretrain(grmn: GRMN, scenes: Mapping[str, nn.Module], loader: CorpusLoader, 
              log: LogFn | None = None, progress: bool = True) -> dict[str, Any]:
     """Train GRMN and every corpus identity's scene jointly (Sec. 3.3, pretraining); resumes from `ckpt_dir`."""
     mods = scenes if isinstance(scenes, nn.ModuleDict) else nn.ModuleDict(dict(scenes))
-    opt = torch.optim.AdamW([
-        {"params": list(grmn.parameters()), "weight_decay": cfg.weight_decay},
-        {"params": list(mods.parameters()), "weight_decay": 0.0},
-    ], lr=cfg.lr)
+    groups = [{"params": list(grmn.parameters()), "weight_decay": cfg.weight_decay}]
+    if len(list(mods.parameters())):  # motion-only runs have no scenes
+        groups.append({"params": list(mods.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     grmn.train()
     return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, "pretrain", progress)
 
@@ -173,15 +194,18 @@ def freeze_for_adaptation(grmn: GRMN) -> list[nn.Parameter]:
     return tuned
 
 
-def adapt(grmn: GRMN, scene: nn.Module, identity: str, loader: CorpusLoader, cfg: LoopConfig, sw: LossSwitches,
+def adapt(grmn: GRMN, scene: nn.Module | None, identity: str, loader: CorpusLoader, cfg: LoopConfig, sw: LossSwitches,
           ckpt_dir: str | Path | None = None, fingerprint: str = "", device: str = "cpu",
           log: LogFn | None = None, progress: bool = True) -> dict[str, Any]:
-    """Personalise a pretrained GRMN to one identity: AdaIN parameters + the identity's scene (Sec. 3.3)."""
+    """Personalise a pretrained GRMN to one identity: AdaIN parameters + the identity's scene (Sec. 3.3).
+
+    `scene` is None in motion-only runs (`sw.render` off): then only the AdaIN parameters learn.
+    """
     tuned = freeze_for_adaptation(grmn)
-    mods = nn.ModuleDict({identity: scene})
-    opt = torch.optim.AdamW([
-        {"params": tuned, "weight_decay": 0.0},
-        {"params": list(mods.parameters()), "weight_decay": 0.0},
-    ], lr=cfg.lr)
+    mods = nn.ModuleDict({identity: scene}) if scene is not None else nn.ModuleDict()
+    groups = [{"params": tuned, "weight_decay": 0.0}]
+    if scene is not None:
+        groups.append({"params": list(mods.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     grmn.eval()  # no dropout/batch statistics anywhere; frozen weights stay bit-identical
     return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress)

@@ -108,3 +108,39 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     for ident in ref["scenes"]:
         for k, v in ref["scenes"][ident].items():
             assert torch.equal(v, run["scenes"][ident][k]), (ident, k)
+
+
+def test_motion_only_trains_on_params_without_rendering_or_images(tmp_path):
+    """`pretrain.render: false`: nothing is rasterized or decoded; GRMN fits the tracked expr/jaw."""
+    import pytest
+
+    from emotag_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="param_supervision"):
+        LossSwitches(render=False)
+    with pytest.raises(ConfigError, match="L_Geo"):
+        LossSwitches(render=False, geo=True, param_supervision=1.0)
+    ixs = [build_identity_index(i, write_identity(tmp_path, i, seed=s)) for s, i in enumerate("ab")]
+    loader = CorpusLoader(ixs, 8, SIZE, seed=0, with_images=False)
+    assert loader.next_batch().image.numel() == 0
+    torch.manual_seed(0)
+    grmn = small_grmn()
+    log = []
+    sw = LossSwitches(render=False, param_supervision=1.0)
+    cfg = LoopConfig(iters=80, static_iters=20, lr=1e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
+    summary = pretrain(grmn, {}, loader, cfg, sw, log=lambda s, t: log.append(t), progress=False)
+    assert all("render" not in t and "param" in t and "kl" in t and "score" in t for t in log)
+    assert all(t["static"] == 0.0 for t in log)  # no static-appearance stage without rendering
+    assert sum(summary["static_steps"].values()) == 80
+    # the tracked jaw supervised the prediction: it beats the neutral (closed-jaw) starting point clearly
+    b = CorpusLoader(ixs, 40, SIZE, seed=5, with_images=False).next_batch()
+    with torch.no_grad():
+        pred = grmn.eval()(b.audio, b.aus, b.s).jaw[:, 0]
+    assert (pred - b.jaw[:, 0]).abs().mean() < 0.7 * b.jaw[:, 0].abs().mean()
+    # adaptation without a scene: only the AdaIN parameters move
+    before = {k: v.clone() for k, v in grmn.state_dict().items()}
+    ad_loader = CorpusLoader([ixs[0]], 4, SIZE, seed=1, with_images=False, max_seconds=1.0)
+    cfg = LoopConfig(iters=6, static_iters=3, lr=1e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
+    adapt(grmn, None, "a", ad_loader, cfg, sw, progress=False)
+    changed = {k for k, v in grmn.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == grmn.adain_parameter_names()
