@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from emotag_core.config import AudioFeaturesConfig
-from emotag_core.errors import InputError, StageMissingError
+from emotag_core.errors import ConfigError, InputError, StageMissingError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableWriter
 from emotag_core.teachers import audio
@@ -37,7 +37,11 @@ def run(frames_path: Path, audio_for: Callable[[str], Path], out_path: Path, cfg
     if missing:
         raise InputError(missing[0], f"audio of {len(missing)} clip(s) missing",
                          "re-run ingest (it writes one 16 kHz wav per clip)")
-    teacher = audio.load(cfg.backend, cfg, fps=store.fps)  # fails here if weights are missing
+    try:
+        teacher = audio.load(cfg.backend, cfg, fps=store.fps)  # fails here if weights are missing
+    except ConfigError as exc:  # e.g. a frame rate the backend cannot align to: name the table it came from
+        raise InputError(frames_path, f"frame store says {store.fps:g} fps: {exc}",
+                         "re-run ingest (ingest.fps: 25)") from exc
     meta = {"fps": store.fps, "frame_size": store.meta["frame_size"], "backend": teacher.name,
             "backend_version": teacher.version, "feature_dim": int(teacher.feature_dim),
             "sample_rate": audio.SAMPLE_RATE, "window": int(cfg.window),

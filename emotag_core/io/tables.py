@@ -289,6 +289,9 @@ def write_table(path: str | Path, name: str, columns: Mapping[str, Any] | pa.Tab
         w.write(columns)
 
 
+_UNCHECKED = ("jpeg", "depth", "normal")  # binary payload columns: no float values to check
+
+
 class TableReader:
     """A checked, lazily-read table: metadata and schema are validated on open."""
 
@@ -318,15 +321,20 @@ class TableReader:
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         table = self._pf.read(columns=columns)
-        _check_finite(table.select([c for c in table.column_names if c not in ("jpeg", "depth", "normal")]), self.path)
+        _check_finite(table.select([c for c in table.column_names if c not in _UNCHECKED]), self.path)
         return table
 
     def read_row_group(self, i: int, columns: list[str] | None = None) -> pa.Table:
-        return self._pf.read_row_group(i, columns=columns)
+        table = self._pf.read_row_group(i, columns=columns)
+        _check_finite(table.select([c for c in table.column_names if c not in _UNCHECKED]), self.path)
+        return table
 
     def iter_batches(self, batch_size: int = 256, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Stream the table in batches (constant memory in table length)."""
-        yield from self._pf.iter_batches(batch_size=batch_size, columns=columns)
+        """Stream the table in batches (constant memory in table length); NaN/Inf are refused here too."""
+        for batch in self._pf.iter_batches(batch_size=batch_size, columns=columns):
+            _check_finite(pa.Table.from_batches([batch]).select(
+                [c for c in batch.schema.names if c not in _UNCHECKED]), self.path)
+            yield batch
 
 
 def check_schema(path: Path | str, name: str, schema: pa.Schema, meta: Mapping[str, Any]) -> None:

@@ -102,6 +102,15 @@ def _rotation_k(rotation: float | int | None) -> int:
     return int(round((rotation or 0) / 90.0)) % 4
 
 
+
+def _tag_seconds(tag: str | None) -> float | None:
+    """A Matroska `DURATION` tag (`HH:MM:SS.nnnnnnnnn`) in seconds; None when absent or malformed."""
+    try:
+        h, m, sec = str(tag).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, TypeError):
+        return None
+
 def probe(path: str | Path) -> VideoInfo:
     """Describe a video file; InputError (naming the file) for empty, non-media, audio-only or
     still-image files, or a first frame that does not decode."""
@@ -136,6 +145,8 @@ def probe(path: str | Path) -> VideoInfo:
         dur = None
         if vs.duration is not None and vs.time_base is not None:
             dur = float(vs.duration * vs.time_base)
+        elif _tag_seconds(vs.metadata.get("DURATION")) is not None:  # Matroska: per-track tag; the
+            dur = _tag_seconds(vs.metadata.get("DURATION"))          # container's is the longest track
         elif c.duration is not None:
             dur = c.duration / 1e6
         audio = None

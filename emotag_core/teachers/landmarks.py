@@ -116,7 +116,13 @@ class MediapipeLandmarks:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        return vision.FaceLandmarker.create_from_options(opts)
+        try:
+            return vision.FaceLandmarker.create_from_options(opts)
+        except (RuntimeError, ValueError) as exc:  # a truncated/corrupt bundle fails inside MediaPipe
+            from emotag_core.errors import InputError
+
+            raise InputError(self.model_path, f"not a usable FaceLandmarker bundle ({exc})",
+                             "delete it and run `emotag fetch-assets`, or fix landmarks.model_path") from exc
 
     def close(self) -> None:
         if self._lm is not None:
