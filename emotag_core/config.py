@@ -182,9 +182,15 @@ class GeometryConfig:
     backend: str = "flame"
     """`sapiens` (TorchScript checkpoint) or `flame` (render the tracked mesh)."""
     weights_path: str | None = None
-    """Sapiens checkpoint path."""
+    """Sapiens depth TorchScript checkpoint path."""
+    normal_weights_path: str | None = None
+    """Sapiens normal TorchScript checkpoint path."""
     size: int = 128
     """Side of the depth/normal maps."""
+    batch_size: int = 16
+    """Frames per batch."""
+    device: str = "cpu"
+    """Torch device of the geometry backend."""
 
 
 @dataclass
