@@ -150,7 +150,8 @@ class GaussianAvatar(nn.Module):
             raise InputError(None, f"faces must be [F, 3], got {tuple(faces.shape)}")
         if not 0 <= sh_degree <= 3:
             raise InputError(None, f"sh_degree must be 0..3, got {sh_degree}")
-        faces = faces.long()
+        faces = faces.detach().long().cpu()            # built on the CPU; move the module with .to()
+        rest_verts = rest_verts.detach().float().cpu()
         n_faces = faces.shape[0]
         per_face = max(1, round(n_gaussians / n_faces))
         gen = torch.Generator().manual_seed(seed)
