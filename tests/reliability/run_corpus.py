@@ -227,20 +227,33 @@ def run_corpus(scratch: Scratch, corpus: Path, cases: list[Case], group_handled:
             results[c.name] = judge_rejected(c, one_line(sec), exit_code_of(sec) if sec else None,
                                              [out] if out.exists() else [])
 
-    # 5. weights/model cases: params edits, one stage each (track first: landmarks cases remove
-    #    the base's landmarks table when DVC clears a failed stage's outputs)
-    order = {"track": 0, "identity": 1, "landmarks": 2}
+    # 5. weights/model cases: params edits. Each consuming stage gets its own copy of the base
+    #    identity, so cases for different stages share one params.yaml and one `dvc repro -s`.
+    outs = {"track": ["flame.parquet", "track_overlay.mp4"], "identity": ["identity.parquet"],
+            "landmarks": ["landmarks.parquet"]}
     original = scratch.params_text()
-    for c in sorted(c_par, key=lambda c: order.get(c.stages[0], 9)):
-        scratch.edit_params({k: (v.format(corpus=corpus) if isinstance(v, str) else v) for k, v in c.params.items()})
-        stage = f"{c.stages[0]}@{BASE}"
-        code, sections = scratch.repro(stage, single=True)
-        sec = sections.get(stage, "")
-        outs = {"track": ["flame.parquet", "track_overlay.mp4"], "identity": ["identity.parquet"],
-                "landmarks": ["landmarks.parquet"]}[c.stages[0]]
-        left = [base / o for o in outs if (base / o).exists()]
-        results[c.name] = judge_rejected(c, one_line(sec) or one_line(f"dvc exit {code}"),
-                                         exit_code_of(sec) if sec else None, left)
+    by_stage: dict[str, list[Case]] = {}
+    for c in c_par:
+        by_stage.setdefault(c.stages[0], []).append(c)
+    copies = {st: f"rel_w_{st}" for st in by_stage}
+    if copies:
+        scratch.edit_params({f"identities.{i}": {"role": "target", "source": f"data/raw/{BASE}"} for i in copies.values()})
+        original = scratch.params_text()
+    for ident in copies.values():
+        shutil.copytree(base, scratch.root / "data" / "processed" / ident, dirs_exist_ok=True)
+    for k in range(max((len(v) for v in by_stage.values()), default=0)):
+        batch = [(st, cs[k]) for st, cs in by_stage.items() if k < len(cs)]
+        edits = {}
+        for _, c in batch:
+            edits.update({key: (v.format(corpus=corpus) if isinstance(v, str) else v) for key, v in c.params.items()})
+        scratch.edit_params(edits)
+        code, sections = scratch.repro(*[f"{st}@{copies[st]}" for st, _ in batch], single=True)
+        for st, c in batch:
+            sec = sections.get(f"{st}@{copies[st]}", "")
+            d = scratch.root / "data" / "processed" / copies[st]
+            left = [d / o for o in outs[st] if (d / o).exists()]
+            results[c.name] = judge_rejected(c, one_line(sec) or one_line(f"dvc exit {code}"),
+                                             exit_code_of(sec) if sec else None, left)
         (scratch.root / "params.yaml").write_text(original, encoding="utf-8")
     log(f"corpus: weight cases done ({time.perf_counter() - t0:.0f} s)")
 
