@@ -19,7 +19,7 @@ fi
 for step in "$@"; do
   case $step in
     gpu_tests) python3 -m pytest -q -m gpu tests/avatar -s -p no:cacheprovider 2>&1 | tee $OUT/gpu_tests.log ;;
-    bench) python3 bench/bench_render.py --json $OUT/bench_render.json 2>&1 | tee $OUT/bench_render.log
+    bench) python3 bench/bench_render.py --json $OUT/bench_render.json ${BENCH_ARGS:-} 2>&1 | tee $OUT/bench_render.log
            python3 bench/bench_render.py --mesh open --batch 1 8 --json $OUT/bench_render_open.json 2>&1 | tail -9 ;;
     fit) python3 bench/fit_static.py --device cuda --out $OUT ${FIT_ARGS:-} 2>&1 | tee $OUT/fit.log ;;
   esac

@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--sh-degree", type=int, default=0)
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--compile", action="store_true", help="also time bind through torch.compile")
     a = ap.parse_args()
     dev = torch.device("cuda")
     from gsplat import rasterization
@@ -117,6 +118,27 @@ def main() -> None:
             "bind_render_rgb_fwdbwd_ms": cuda_time(ours_fb(False), reps=a.reps),
             "bind_render_geo_fwdbwd_ms": cuda_time(ours_fb(True), reps=a.reps),
         }
+        if a.compile:
+            try:
+                cbind = torch.compile(av.bind, mode="max-autotune-no-cudagraphs", dynamic=False)
+
+                def cbind_only():
+                    with torch.no_grad():
+                        cbind(verts)
+
+                def c_fwd():
+                    with torch.no_grad():
+                        rasterize(cbind(verts), K, vm, a.size, a.size, background=bg, with_geometry=True)
+
+                def c_fb():
+                    out = rasterize(cbind(verts), K, vm, a.size, a.size, background=bg, with_geometry=True)
+                    (out.color.sum() + out.depth.sum() + out.normal.sum()).backward()
+
+                res["compiled_bind_ms"] = cuda_time(cbind_only, reps=a.reps)
+                res["compiled_bind_render_geo_fwd_ms"] = cuda_time(c_fwd, reps=a.reps)
+                res["compiled_bind_render_geo_fwdbwd_ms"] = cuda_time(c_fb, reps=a.reps)
+            except Exception as exc:  # noqa: BLE001 - report and carry on with the eager numbers
+                print(f"torch.compile failed: {type(exc).__name__}: {exc}"[:400])
         rows.append(res)
     info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "n_gaussians": av.n,
             "faces": int(f.shape[0]), "size": a.size, "mesh": a.mesh, "sh_degree": a.sh_degree,
@@ -125,10 +147,10 @@ def main() -> None:
 
     info["gsplat"] = gsplat.__version__
     print(json.dumps(info))
-    keys = [k for k in rows[0] if k != "batch"]
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "batch"))
     print(f"{'metric':32s}" + "".join(f"{'B=' + str(r['batch']) + ' ms/frame':>16s}" for r in rows))
     for k in keys:
-        print(f"{k:32s}" + "".join(f"{r[k] / r['batch']:16.3f}" for r in rows))
+        print(f"{k:36s}" + "".join(f"{r[k] / r['batch']:16.3f}" if k in r else f"{'-':>16s}" for r in rows))
     if a.json:
         a.json.write_text(json.dumps({"info": info, "rows": rows}, indent=1))
 
