@@ -82,5 +82,5 @@ def sanitize(name: str) -> str:
     """A name safe as an identity or clip id."""
     import re
 
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")  # ids never start with `-` (CLI option)
     return s or "clip"

@@ -304,7 +304,11 @@ class TableReader:
             self._pf = pq.ParquetFile(self.path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(self.path, f"not a readable Parquet file ({exc})", "delete it and re-run its stage") from exc
-        self.meta = decode_meta(self._pf.schema_arrow.metadata)
+        try:
+            self.meta = decode_meta(self._pf.schema_arrow.metadata)
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            raise SchemaError(self.path, f"schema metadata is not valid JSON ({exc})",
+                              "this file was not written by this project's stage; re-run it") from exc
         check_schema(self.path, name, self._pf.schema_arrow, self.meta)
         for k, v in (expect or {}).items():
             if self.meta.get(k) != v:
