@@ -147,10 +147,12 @@ class FlameConfig:
 
 @dataclass
 class TrackConfig:
-    iters: int = 150
-    """Optimiser steps of the joint fit."""
+    iters: int = 12
+    """Levenberg-Marquardt iterations per chunk (the identity fit takes twice as many); stops early at `tol`."""
+    tol: float = 1e-4
+    """Stop when an iteration lowers the cost by less than this fraction."""
     lr: float = 0.01
-    """Adam learning rate."""
+    """Unused by the Levenberg-Marquardt tracker (kept so older params files load)."""
     smooth_weight: float = 1.0
     """Weight of the temporal smoothness term."""
     device: str = "cpu"

@@ -1,15 +1,20 @@
 """Landmark-fitting head tracker: shared shape + focal, per-frame expression, jaw and head pose.
 
-Fits the head model's MediaPipe landmark embedding to 2-D landmarks (crop pixels) by
-minimising reprojection error with L2 priors and a first-difference temporal smoothness term,
-batched over frames (Adam, CPU or GPU). Two passes: (1) identity: shape and focal length on a
-spread of frames from all clips; (2) per clip, chunk by chunk, the per-frame parameters with
-shape and focal fixed, each chunk warm-started from the end of the previous one. Frames without
-landmarks take no data term and are linearly interpolated afterwards (valid = False).
+Fits the head model's MediaPipe landmark embedding to 2-D landmarks (crop pixels) by non-linear
+least squares (Levenberg-Marquardt) on reprojection error with L2 priors and a first-difference
+temporal smoothness term. Two passes: (1) identity: shape and focal length jointly with the
+per-frame parameters of a spread of frames from all clips (normal equations reduced to the shared
+parameters by a Schur complement); (2) per clip, chunk by chunk, the per-frame parameters with
+shape and focal fixed, the temporal coupling solved exactly as a block-tridiagonal system, each
+chunk warm-started from (and tied to) the end of the previous one. Jacobians come from forward-mode
+autodiff of a per-frame residual (`torch.func`), batched over frames; the small linear solves run in
+float64. Frames without landmarks take no data term and are linearly interpolated afterwards
+(valid = False).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,11 +22,14 @@ import torch
 from torch import Tensor
 
 from emotag_core.config import TrackConfig
-from emotag_core.errors import DivergenceError, InputError
-from emotag_core.flame.model import HeadModel, intrinsics, project
+from emotag_core.errors import ConfigError, DivergenceError, InputError
+from emotag_core.flame.model import HeadModel, intrinsics, rodrigues
 
 IRIS = slice(468, 478)
-BLOWUP_PX = 1e5   # a mean squared error beyond this (px^2) is a divergence
+BLOWUP_PX = 1e5   # a mean squared landmark error beyond this (px^2) after fitting is a divergence
+# temporal smoothness per parameter group (x track.smooth_weight), px^2 per unit^2 of frame-to-frame change
+SMOOTH = {"expr": 2.0, "jaw": 500.0, "rot": 500.0, "trans": 2e4}
+FOCAL_PRIOR = 10.0   # px^2 per frame per (log focal - log focal_init)^2
 
 
 @dataclass
@@ -53,20 +61,147 @@ class ClipTrack:
     fit_error_px: np.ndarray   # [T] mean landmark error (-1 where invalid)
 
 
-def _weights(model: HeadModel, cfg: TrackConfig) -> Tensor:
-    w = model.landmark_mask.float().clone()   # [478]
+def landmark_weights(model: HeadModel, cfg: TrackConfig) -> Tensor:
+    """Per-landmark weight of the data term [478] (0 = not fitted)."""
+    w = model.landmark_mask.float().clone()
     w[IRIS] *= cfg.iris_weight
     return w
 
 
-def _init_pose(model: HeadModel, lmk: Tensor, found: Tensor, focal: float, size: int) -> tuple[Tensor, Tensor]:
-    """rot = 0 and trans from the 2-D centroid and spread of the landmarks. lmk [T, 478, 2]."""
+def _skew(v: Tensor) -> Tensor:
+    """[..., 3] -> cross-product matrices [..., 3, 3]."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
+
+
+def _rodrigues_d(aa: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotation matrices [T, 3, 3] of axis-angles aa [T, 3] and their derivatives d R / d aa_k
+    [T, 3(k), 3, 3] (Gallego & Yezzi 2015, eq. 9; [e_k]x at zero angle)."""
+    R = rodrigues(aa)
+    th2 = (aa * aa).sum(-1)                                                     # [T]
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
+    e = eye[None].expand(aa.shape[0], 3, 3)                                     # e[t, k] = e_k
+    cross = torch.linalg.cross(aa[:, None].expand(-1, 3, -1), ((eye - R) @ eye).transpose(1, 2))  # w x (I - R) e_k
+    small = th2 < 1e-12
+    safe = torch.where(small, torch.ones_like(th2), th2)
+    dR = (aa[:, :, None, None] * _skew(aa)[:, None] + _skew(cross)) / safe[:, None, None, None] @ R[:, None]
+    return R, torch.where(small[:, None, None, None], _skew(e), dR)
+
+
+class LandmarkFunction:
+    """The landmarks of the head model in crop pixels as a function of its parameters, with
+    analytic Jacobians (batched over frames).
+
+    Same geometry as `HeadModel.forward` + `landmarks` with only the jaw joint posed (the tracker fits
+    no eye rotation). Every step before the head's rigid motion is linear in the vertices, so the
+    barycentric landmark mix is folded into the bases once and the fit never touches the mesh.
+    Per-frame parameters theta [T, P] = expr [E], jaw [3], rot [3], trans [3]; shared phi [Q] =
+    shape [S], log focal [1].
+    """
+
+    def __init__(self, model: HeadModel, lmk_ids: Tensor, size: int) -> None:
+        j = model.jaw_joint
+        self.E, self.S = model.n_expr, model.n_shape
+        self.P, self.Q = self.E + 9, self.S + 1
+        self.size = size
+        L = len(lmk_ids)
+        tri = model.lmk_vertex_ids[lmk_ids]                                      # [L, 3] vertex ids
+        sup, local = torch.unique(tri.reshape(-1), return_inverse=True)
+        B = torch.zeros(L, len(sup), dtype=model.v_template.dtype, device=sup.device)
+        B.index_put_((torch.arange(L, device=sup.device).repeat_interleave(3), local), model.lmk_bary[lmk_ids].reshape(-1),
+                     accumulate=True)                                            # [L, n] barycentric mix
+        w = model.weights[sup, j]                                                # [n] jaw skinning weight
+        Bw = B * w[None]
+        dirs = torch.cat([model.exprdirs[sup], model.shapedirs[sup]], -1)        # [n, 3, E + S]
+        pd = model.posedirs[(j - 1) * 9: j * 9].reshape(9, -1, 3)[:, sup]        # [9, n, 3] jaw correctives
+        mix = lambda m, x: torch.einsum("ln,n...->l...", m, x)  # noqa: E731
+        self.b_t, self.bw_t = mix(B, model.v_template[sup]), mix(Bw, model.v_template[sup])   # [L, 3]
+        self.b_d, self.bw_d = mix(B, dirs), mix(Bw, dirs)                       # [L, 3, E + S]
+        self.b_p = torch.einsum("ln,knc->klc", B, pd).reshape(9, -1)            # [9, L*3]
+        self.bw_p = torch.einsum("ln,knc->klc", Bw, pd).reshape(9, -1)
+        self.bw = Bw.sum(1)                                                      # [L]
+        self.J_dirs = torch.cat([model.J_exprdirs[j], model.J_shapedirs[j]], -1)  # [3, E + S]
+        self.J_t = model.J_template[j]                                           # [3]
+        self.flip = model.flip                                                   # [3, 3]
+        self.eye = torch.eye(3, dtype=self.b_t.dtype, device=self.b_t.device)
+
+    def __call__(self, theta: Tensor, phi: Tensor, jacobian: bool = False,
+                 shared: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """uv [T, L, 2]; with `jacobian`: d uv / d theta [T, L, 2, P] (and d uv / d phi [T, L, 2, Q] if `shared`)."""
+        E, S = self.E, self.S
+        T = theta.shape[0]
+        L = self.b_t.shape[0]
+        expr, jaw, rot, trans = theta[:, :E], theta[:, E:E + 3], theta[:, E + 3:E + 6], theta[:, E + 6:E + 9]
+        shape, f = phi[:S], torch.exp(phi[S])
+        coef = torch.cat([expr, shape[None].expand(T, -1)], -1)                 # [T, E + S]
+        Jj = self.J_t + coef @ self.J_dirs.T                                     # [T, 3] jaw joint
+        if jacobian:
+            Rj, dRj = _rodrigues_d(jaw)
+            Rr, dRr = _rodrigues_d(rot)
+        else:
+            Rj, Rr = rodrigues(jaw), rodrigues(rot)
+        M = Rj - self.eye                                                        # [T, 3, 3]
+        Mf = M.reshape(T, 9)
+        lin = coef @ self.b_d.reshape(L * 3, -1).T                               # [T, L*3]
+        lin_w = coef @ self.bw_d.reshape(L * 3, -1).T
+        v1 = (self.b_t.reshape(-1) + lin + Mf @ self.b_p).reshape(T, L, 3)      # B v1 (pose correctives in)
+        dw = (self.bw_t.reshape(-1) + lin_w + Mf @ self.bw_p).reshape(T, L, 3) \
+            - self.bw[None, :, None] * Jj[:, None]                               # B (w (v1 - J))
+        v2 = v1 + dw @ M.transpose(1, 2)                                         # B v2 (jaw LBS)
+        Rc = Rr @ self.flip                                                      # [T, 3, 3]
+        p = v2 @ Rc.transpose(1, 2) + trans[:, None]                             # [T, L, 3] camera space
+        z = p[..., 2:3].clamp_min(1e-6)
+        uv = f * p[..., :2] / z + self.size / 2
+        if not jacobian:
+            return uv, None, None
+        K = E + S if shared else E
+        fz = f / z[..., 0]
+        dudp = torch.zeros(T, L, 2, 3, dtype=p.dtype, device=p.device)          # d uv / d p
+        dudp[..., 0, 0] = fz
+        dudp[..., 1, 1] = fz
+        dudp[..., :, 2] = -(uv - self.size / 2) / z
+        dudx = dudp @ Rc[:, None]                                                # [T, L, 2, 3] d uv / d v2
+        # linear bases (expression, shape): d v2 = D + (Dw - bw dJ) M^T
+        Dw = self.bw_d[..., :K] - self.bw[:, None, None] * self.J_dirs[None, :, :K]   # [L, 3, K]
+        dv_lin = self.b_d[None, ..., :K] + torch.einsum("tab,lbk->tlak", M, Dw)  # [T, L, 3, K]
+        # jaw: d v2 = d v1 + d dw M^T + dw dM^T
+        dv1 = torch.einsum("tkm,mq->tkq", dRj.reshape(T, 3, 9), self.b_p).reshape(T, 3, L, 3)
+        ddw = torch.einsum("tkm,mq->tkq", dRj.reshape(T, 3, 9), self.bw_p).reshape(T, 3, L, 3)
+        dv_jaw = dv1 + ddw @ M.transpose(1, 2)[:, None] + torch.einsum("tlb,tkab->tkla", dw, dRj)
+        duv = dudx @ torch.cat([dv_lin, dv_jaw.permute(0, 2, 3, 1)], -1)         # [T, L, 2, K + 3]
+        # head rotation: d p = dRr F v2; translation: d p = I
+        dpr = torch.einsum("tkab,bc,tlc->tlak", dRr, self.flip, v2)              # [T, L, 3, 3]
+        Jt = torch.cat([duv[..., :E], duv[..., K:], dudp @ dpr, dudp], -1)       # [T, L, 2, P]
+        Jp = None
+        if shared:
+            Jp = torch.cat([duv[..., E:K], (uv - self.size / 2)[..., None]], -1)  # [T, L, 2, Q]
+        return uv, Jt, Jp
+
+
+def _block_tridiag_solve(A: Tensor, c: Tensor, b: Tensor) -> Tensor:
+    """Solve the block-tridiagonal system with diagonal blocks A [T, P, P], off-diagonal blocks
+    -diag(c) [P] and right-hand side b [T, P] (block Thomas algorithm)."""
+    T = A.shape[0]
+    Dinv = [torch.linalg.inv(A[0])]
+    y = [b[0]]
+    for t in range(1, T):
+        Dinv.append(torch.linalg.inv(A[t] - c[:, None] * Dinv[-1] * c[None, :]))
+        y.append(b[t] + c * (Dinv[-2] @ y[-1]))
+    x = [Dinv[-1] @ y[-1]]
+    for t in range(T - 2, -1, -1):
+        x.append(Dinv[t] @ (y[t] + c * x[-1]))
+    return torch.stack(x[::-1])
+
+
+def init_pose(model: HeadModel, lmk: Tensor, found: Tensor, focal: float, size: int) -> tuple[Tensor, Tensor]:
+    """rot = 0 and trans from the 2-D centroid and spread of the landmarks. lmk [T, 478, 2] -> [T, 3] x 2."""
     mask = model.landmark_mask
     z = model.zeros(1)
-    ref = model.landmarks_from_params(z["shape"], z["expr"], z["jaw"], torch.zeros(1, 3),
-                                      torch.zeros(1, 3))[0, mask]                  # [n, 3] at origin
+    ref = model.landmarks_from_params(z["shape"], z["expr"], z["jaw"], torch.zeros_like(z["jaw"]),
+                                      torch.zeros_like(z["jaw"]))[0, mask]         # [n, 3] at origin
     r_m = (ref[:, :2] - ref[:, :2].mean(0)).norm(dim=-1).mean()
-    pts = lmk[:, mask]                                                                # [T, n, 2]
+    pts = lmk[:, mask]                                                              # [T, n, 2]
     c = pts.mean(1)
     spread = (pts - c[:, None]).norm(dim=-1).mean(1).clamp_min(1.0)
     depth = focal * r_m / spread
@@ -76,72 +211,6 @@ def _init_pose(model: HeadModel, lmk: Tensor, found: Tensor, focal: float, size:
     ty = (cc[:, 1] - size / 2) * depth / focal - ref[:, 1].mean()
     trans = torch.stack([tx, ty, depth - ref[:, 2].mean()], -1)
     return torch.zeros_like(trans), trans
-
-
-def _fit(model: HeadModel, lmk: Tensor, found: Tensor, cfg: TrackConfig, size: int, *, shape: Tensor,
-         log_f: Tensor, fit_identity: bool, init: dict[str, Tensor], iters: int, clip: str,
-         frames: np.ndarray, smooth: bool) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """One Adam fit over a batch of frames. lmk [T, 478, 2], found [T] -> params, shape, log_f."""
-    T = lmk.shape[0]
-    dev = lmk.device
-    p = {k: init[k].clone().to(dev).requires_grad_(True) for k in ("expr", "jaw", "rot", "trans")}
-    shape = shape.clone().to(dev).requires_grad_(fit_identity)
-    log_f = log_f.clone().to(dev).requires_grad_(fit_identity and cfg.fit_focal)
-    lr = cfg.lr
-    groups = [{"params": [p["expr"]], "lr": lr * 5}, {"params": [p["jaw"], p["rot"]], "lr": lr},
-              {"params": [p["trans"]], "lr": lr * 0.5}]
-    if fit_identity:
-        groups.append({"params": [shape], "lr": lr * 5})
-        if cfg.fit_focal:
-            groups.append({"params": [log_f], "lr": lr * 2})
-    opt = torch.optim.Adam(groups)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=iters,
-                                                pct_start=0.1, final_div_factor=50)
-    w = _weights(model, cfg).to(dev)                                                  # [478]
-    fw = found.float()                                                                # [T]
-    denom = (fw.sum() * w.sum()).clamp_min(1.0)
-    rigid_until = iters // 5
-    for it in range(iters):
-        opt.zero_grad(set_to_none=True)
-        focal = log_f.exp()
-        expr = p["expr"] if it >= rigid_until else p["expr"].detach()
-        jaw = p["jaw"] if it >= rigid_until else p["jaw"].detach()
-        pts = model.landmarks_from_params(shape[None], expr, jaw, p["rot"], p["trans"])
-        K = intrinsics(focal, size, T)
-        uv = project(pts, K)                                                         # [T, 478, 2]
-        res = ((uv - lmk) ** 2).sum(-1)                                              # [T, 478] px^2
-        data = (res * w * fw[:, None]).sum() / denom
-        prior = (cfg.expr_prior * (p["expr"] ** 2).sum(-1).mean()
-                 + cfg.jaw_prior * ((p["jaw"][:, 1:] ** 2).sum(-1) + torch.relu(-p["jaw"][:, 0]) ** 2).mean())
-        if fit_identity:
-            prior = prior + cfg.shape_prior * (shape ** 2).sum() / max(T, 1) \
-                + 10.0 * (log_f - math.log(cfg.focal_init * size)) ** 2
-        loss = data + prior
-        if smooth and T > 1:
-            d = lambda x: ((x[1:] - x[:-1]) ** 2).sum(-1).mean()  # noqa: E731
-            loss = loss + cfg.smooth_weight * (d(p["expr"]) * 2 + d(p["jaw"]) * 500 + d(p["rot"]) * 500
-                                               + d(p["trans"]) * 2e4)
-        if not torch.isfinite(loss) or data.item() > BLOWUP_PX:
-            _raise_divergence(clip, frames, res, p, it, float(loss.detach()))
-        loss.backward()
-        opt.step()
-        sched.step()
-    with torch.no_grad():
-        err = (res.detach().sqrt() * (w > 0)).sum(-1) / (w > 0).sum()               # [T] mean px error
-    out = {k: v.detach() for k, v in p.items()}
-    return out, shape.detach(), log_f.detach(), err
-
-
-def _raise_divergence(clip: str, frames: np.ndarray, res: Tensor, p: dict[str, Tensor], it: int,
-                      loss: float) -> None:
-    bad = ~torch.isfinite(res).all(-1)
-    for v in p.values():
-        bad |= ~torch.isfinite(v).all(-1)
-    if not bad.any():
-        bad = res.detach().mean(-1) >= res.detach().mean(-1).max()
-    i = int(torch.nonzero(bad)[0])
-    raise DivergenceError(f"clip {clip}: frame {int(frames[i])}: tracking diverged at step {it} "
-                          f"(loss {loss:.3g}); check that frame's landmarks or lower track.lr")
 
 
 def _interpolate(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -165,6 +234,23 @@ class Tracker:
         self.device = torch.device(cfg.device)
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, cfg.threads))
+        if model.v_template.device != self.device:
+            model = model.to(self.device)
+            self.model = model
+        w = landmark_weights(model, cfg).to(self.device)
+        ids = torch.nonzero(w > 0)[:, 0]
+        if len(ids) < 6:
+            raise ConfigError(f"track: only {len(ids)} landmarks to fit (head model `{model.name}` embeds "
+                              f"{int(model.landmark_mask.sum())}); the tracker needs at least 6")
+        self.lmk_ids = ids                                                       # [L]
+        self.w = w[ids] / w[ids].sum()                                           # [L] sums to 1
+        self.fn = LandmarkFunction(model, ids, size)
+        self.prior = torch.tensor([math.sqrt(cfg.expr_prior), math.sqrt(cfg.jaw_prior)], device=self.device)
+        P = self.fn.P
+        E = self.fn.E
+        c = torch.empty(P, dtype=torch.float64, device=self.device)
+        c[:E], c[E:E + 3], c[E + 3:E + 6], c[E + 6:] = (SMOOTH["expr"], SMOOTH["jaw"], SMOOTH["rot"], SMOOTH["trans"])
+        self.smooth = c * cfg.smooth_weight                                      # [P]
         self.shape = torch.zeros(model.n_shape, device=self.device)
         self.log_f = torch.tensor(math.log(cfg.focal_init * size), device=self.device)
 
@@ -172,9 +258,61 @@ class Tracker:
     def camera(self) -> Camera:
         return Camera(float(self.log_f.exp()), self.size)
 
-    def _lmk(self, landmarks: np.ndarray) -> Tensor:
-        return torch.as_tensor(np.asarray(landmarks, np.float32)[..., :2], device=self.device)
+    @property
+    def phi(self) -> Tensor:
+        return torch.cat([self.shape, self.log_f[None]])
 
+    def _lmk(self, landmarks: np.ndarray) -> Tensor:
+        """Landmark table rows [T, 478, 2+] -> fitted landmarks [T, L, 2] on the device."""
+        lm = torch.as_tensor(np.asarray(landmarks, np.float32)[..., :2], device=self.device)
+        return lm[:, self.lmk_ids]
+
+    def _wsq(self, found: Tensor) -> Tensor:
+        """Per-frame sqrt data weights [T, L] (0 on frames without landmarks)."""
+        return self.w.sqrt()[None] * found.float()[:, None]
+
+    def _pack(self, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor) -> Tensor:
+        return torch.cat([expr, jaw, rot, trans], -1).float().to(self.device)
+
+    def _check(self, r: Tensor, clip: str, frames: np.ndarray, it: int) -> None:
+        bad = ~torch.isfinite(r).all(-1)
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            raise DivergenceError(f"clip {clip}: frame {int(frames[i])}: tracking diverged at step {it} "
+                                  "(non-finite residual); check that frame's landmarks (NaN or infinite values?)")
+
+    def _data_px2(self, r: Tensor) -> Tensor:
+        """Mean squared landmark error per frame [T] (px^2) from residuals (weights sum to 1)."""
+        L2 = 2 * len(self.lmk_ids)
+        return (r[:, :L2] ** 2).sum(-1)
+
+    def _eval(self, theta: Tensor, phi: Tensor, lmk: Tensor, wsq: Tensor, jac: int = 0
+              ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Residuals r [T, R] = weighted landmark errors [2L] then priors [E + 3]; with jac >= 1 their
+        Jacobian d r / d theta [T, R, P], with jac = 2 also d r / d phi [T, R, Q]."""
+        E, T = self.fn.E, theta.shape[0]
+        uv, Ju, Jp = self.fn(theta, phi, jacobian=jac > 0, shared=jac > 1)
+        a, b = self.prior[0], self.prior[1]
+        expr, jaw = theta[:, :E], theta[:, E:E + 3]
+        jaw_r = torch.stack([jaw[:, 1], jaw[:, 2], torch.relu(-jaw[:, 0])], -1)
+        r = torch.cat([((uv - lmk) * wsq[..., None]).reshape(T, -1), a * expr, b * jaw_r], -1)
+        if jac == 0:
+            return r, None, None
+        P = self.fn.P
+        Jd = (Ju * wsq[..., None, None]).reshape(T, -1, P)
+        Jpr = torch.zeros(T, E + 3, P, dtype=Jd.dtype, device=Jd.device)
+        Jpr[:, :E, :E] = a * torch.eye(E, dtype=Jd.dtype, device=Jd.device)
+        Jpr[:, E, E + 1] = b
+        Jpr[:, E + 1, E + 2] = b
+        Jpr[:, E + 2, E] = -b * (jaw[:, 0] < 0).to(Jd.dtype)
+        J = torch.cat([Jd, Jpr], 1)
+        if jac == 1:
+            return r, J, None
+        Jq = torch.cat([(Jp * wsq[..., None, None]).reshape(T, -1, self.fn.Q),
+                        torch.zeros(T, E + 3, self.fn.Q, dtype=Jd.dtype, device=Jd.device)], 1)
+        return r, J, Jq
+
+    # ---- identity ---------------------------------------------------------------------------
     def fit_identity(self, clips: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
         """Shared shape and focal from frames spread over clips [(clip_id, frames [T], lmk [T, 478, 2+], found [T])]."""
         picks = []
@@ -186,17 +324,160 @@ class Tracker:
                              "check the landmarks stage output (face_found is False everywhere)")
         k = min(self.cfg.identity_frames, len(picks))
         sel = [picks[int(i)] for i in np.linspace(0, len(picks) - 1, k).round().astype(int)]
-        lmk = self._lmk(np.stack([s[2] for s in sel]))
+        lm_full = torch.as_tensor(np.stack([np.asarray(s[2], np.float32)[..., :2] for s in sel]), device=self.device)
+        lmk = lm_full[:, self.lmk_ids]
         found = torch.ones(k, dtype=torch.bool, device=self.device)
         frames = np.array([s[1] for s in sel])
-        rot, trans = _init_pose(self.model, lmk, found, float(self.log_f.exp()), self.size)
-        init = {"expr": torch.zeros(k, self.model.n_expr), "jaw": torch.zeros(k, 3), "rot": rot, "trans": trans}
-        _, self.shape, self.log_f, _ = _fit(
-            self.model, lmk, found, self.cfg, self.size, shape=self.shape, log_f=self.log_f,
-            fit_identity=True, init=init, iters=self.cfg.iters * 2, clip=sel[0][0], frames=frames, smooth=False)
+        rot, trans = init_pose(self.model, lm_full, found, float(self.log_f.exp()), self.size)
+        theta = self._pack(torch.zeros(k, self.fn.E, device=self.device), torch.zeros(k, 3, device=self.device),
+                           rot, trans)
+        theta, phi = self._lm_identity(theta, self.phi, lmk, self._wsq(found), sel[0][0], frames)
+        self.shape, self.log_f = phi[:-1].clone(), phi[-1].clone()
+
+    def _shared_prior(self, phi: Tensor, T: int) -> tuple[Tensor, Tensor]:
+        """Residuals of the shared priors [Q] and their (diagonal) Jacobian [Q]."""
+        S = self.fn.S
+        sd = torch.full((S + 1,), math.sqrt(self.cfg.shape_prior), device=phi.device)
+        f0 = math.log(self.cfg.focal_init * self.size)
+        sd[S] = math.sqrt(FOCAL_PRIOR * T)
+        target = torch.zeros_like(phi)
+        target[S] = f0
+        return sd * (phi - target), sd
+
+    def _lm_identity(self, theta: Tensor, phi: Tensor, lmk: Tensor, wsq: Tensor, clip: str,
+                     frames: np.ndarray) -> tuple[Tensor, Tensor]:
+        """LM over per-frame theta [T, P] and shared phi [Q] (Schur complement on the frames)."""
+        T, P = theta.shape
+        Q = phi.shape[0]
+        f64 = torch.float64
+        fit_focal = self.cfg.fit_focal
+
+        def cost(th: Tensor, ph: Tensor) -> tuple[Tensor, Tensor]:
+            r = self._eval(th, ph, lmk, wsq)[0]
+            rp, _ = self._shared_prior(ph, T)
+            return r, (r.double() ** 2).sum() + (rp.double() ** 2).sum()
+
+        r, F = cost(theta, phi)
+        self._check(r, clip, frames, 0)
+        lam = 1e-3
+        rigid = 2
+        for it in range(self.cfg.iters * 2):
+            _, Jt, Jp = self._eval(theta, phi, lmk, wsq, jac=2)                    # [T, R, P], [T, R, Q]
+            Jt, Jp, rr = Jt.double(), Jp.double(), r.double()
+            rp, dp = self._shared_prior(phi, T)
+            A = Jt.transpose(1, 2) @ Jt                                          # [T, P, P]
+            B = Jt.transpose(1, 2) @ Jp                                          # [T, P, Q]
+            Sm = (Jp.transpose(1, 2) @ Jp).sum(0) + torch.diag(dp.double() ** 2)  # [Q, Q]
+            gt = (Jt.transpose(1, 2) @ rr[..., None])[..., 0]                     # [T, P]
+            gp = (Jp.transpose(1, 2) @ rr[..., None])[..., 0].sum(0) + dp.double() * rp.double()
+            if not fit_focal:
+                Sm[-1, -1] += 1e12
+            while True:
+                Ad = A + lam * torch.diag_embed(A.diagonal(dim1=1, dim2=2) + 1e-9)
+                if it < rigid:   # rigid start: expression, jaw and shape held
+                    Ad[:, :self.fn.E + 3, :self.fn.E + 3] += torch.eye(self.fn.E + 3, dtype=f64, device=A.device) * 1e12
+                Sd = Sm + lam * torch.diag(Sm.diagonal() + 1e-9)
+                if it < rigid:
+                    Sd = Sd + torch.eye(Q, dtype=f64, device=A.device) * 1e12
+                Ainv = torch.linalg.inv(Ad)
+                BtAi = B.transpose(1, 2) @ Ainv                                  # [T, Q, P]
+                Sc = Sd - (BtAi @ B).sum(0)
+                gc = gp - (BtAi @ gt[..., None])[..., 0].sum(0)
+                dphi = -torch.linalg.solve(Sc, gc)
+                dth = -(Ainv @ (gt + (B @ dphi))[..., None])[..., 0]
+                th_n, ph_n = theta + dth.float(), phi + dphi.float()
+                r_n, F_n = cost(th_n, ph_n)
+                if torch.isfinite(F_n) and F_n <= F:
+                    done = (F - F_n) <= self.cfg.tol * F and it >= rigid
+                    theta, phi, r, F = th_n, ph_n, r_n, F_n
+                    lam = max(lam / 3, 1e-7)
+                    break
+                lam *= 8
+                if lam > 1e8:
+                    done = True
+                    break
+            if done:
+                break
+        self._blowup(r, clip, frames)
+        return theta, phi
+
+    def _blowup(self, r: Tensor, clip: str, frames: np.ndarray) -> None:
+        e = self._data_px2(r)
+        if (e > BLOWUP_PX).any():
+            i = int(torch.argmax(e))
+            raise DivergenceError(f"clip {clip}: frame {int(frames[i])}: tracking diverged (mean squared "
+                                  f"landmark error {float(e[i]):.3g} px^2); check that frame's landmarks")
+
+    # ---- per-frame --------------------------------------------------------------------------
+    def _lm_frames(self, theta: Tensor, lmk: Tensor, wsq: Tensor, clip: str, frames: np.ndarray,
+                   anchor: Tensor | None, rigid: int) -> tuple[Tensor, Tensor]:
+        """LM over per-frame theta [T, P] with shape and focal fixed and temporal smoothness
+        (block-tridiagonal normal equations); `anchor` [P] ties frame 0 to the previous chunk."""
+        T, P = theta.shape
+        phi = self.phi
+        c = self.smooth if T > 1 or anchor is not None else torch.zeros_like(self.smooth)
+        f64 = torch.float64
+        nb = torch.full((T,), 2.0, dtype=f64, device=theta.device)                # neighbours per frame
+        nb[0] -= 1
+        nb[-1] -= 1
+        if anchor is not None:
+            nb[0] += 1
+            anchor = anchor.double()
+
+        def cost(th: Tensor) -> tuple[Tensor, Tensor]:
+            r = self._eval(th, phi, lmk, wsq)[0]
+            d = th.double()
+            s = (c * (d[1:] - d[:-1]) ** 2).sum()
+            if anchor is not None:
+                s = s + (c * (d[0] - anchor) ** 2).sum()
+            return r, (r.double() ** 2).sum() + s
+
+        r, F = cost(theta)
+        self._check(r, clip, frames, 0)
+        lam = 1e-3
+        hold = torch.zeros(P, dtype=f64, device=theta.device)
+        hold[:self.fn.E + 3] = 1e12
+        for it in range(self.cfg.iters):
+            J = self._eval(theta, phi, lmk, wsq, jac=1)[1].double()               # [T, R, P]
+            A = J.transpose(1, 2) @ J
+            d = theta.double()
+            g = (J.transpose(1, 2) @ r.double()[..., None])[..., 0]              # [T, P]
+            gs = torch.zeros_like(g)                                             # smoothness gradient
+            gs[1:] += c * (d[1:] - d[:-1])
+            gs[:-1] += c * (d[:-1] - d[1:])
+            if anchor is not None:
+                gs[0] += c * (d[0] - anchor)
+            g = g + gs
+            while True:
+                Ad = A + lam * torch.diag_embed(A.diagonal(dim1=1, dim2=2) + 1e-9) \
+                    + torch.diag_embed(nb[:, None] * c[None])
+                if it < rigid:
+                    Ad = Ad + torch.diag(hold)
+                step = _block_tridiag_solve(Ad, c, -g) if T > 1 else torch.linalg.solve(Ad[0], -g[0])[None]
+                th_n = theta + step.float()
+                r_n, F_n = cost(th_n)
+                if torch.isfinite(F_n) and F_n <= F:
+                    done = (F - F_n) <= self.cfg.tol * F and it >= rigid
+                    theta, r, F = th_n, r_n, F_n
+                    lam = max(lam / 3, 1e-7)
+                    break
+                lam *= 8
+                if lam > 1e8:
+                    done = True
+                    break
+            if done:
+                break
+        self._blowup(r, clip, frames)
+        err = (self._res_px(theta, lmk)).detach()
+        return theta, err
+
+    def _res_px(self, theta: Tensor, lmk: Tensor) -> Tensor:
+        """Mean landmark error per frame [T] in px (unweighted, over the fitted landmarks)."""
+        uv = self.fn(theta, self.phi)[0]
+        return (uv - lmk).norm(dim=-1).mean(-1)
 
     def track_clip(self, clip_id: str, frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray,
-                   progress: callable | None = None) -> ClipTrack:
+                   progress: Callable[[int], None] | None = None) -> ClipTrack:
         """Per-frame parameters of one clip: landmarks [T, 478, 2+] in crop pixels, found [T]."""
         T = len(frames)
         found = np.asarray(found, bool)
@@ -204,34 +485,29 @@ class Tracker:
             raise InputError(None, f"clip {clip_id}: no frame has landmarks; nothing to track",
                              "drop the clip or re-run landmarks")
         E = self.model.n_expr
-        out = {"expr": np.zeros((T, E), np.float32), "jaw": np.zeros((T, 3), np.float32),
-               "rot": np.zeros((T, 3), np.float32), "trans": np.zeros((T, 3), np.float32)}
+        out = np.zeros((T, E + 9), np.float32)
         err = np.full(T, -1.0, np.float32)
-        prev: dict[str, Tensor] | None = None
+        prev: Tensor | None = None
         step = self.cfg.chunk
-        for s in range(0, T, step):
-            sl = slice(s, min(T, s + step))
-            n = sl.stop - sl.start
-            lmk = self._lmk(landmarks[sl])
-            fnd = torch.as_tensor(found[sl], device=self.device)
-            rot, trans = _init_pose(self.model, lmk, fnd, float(self.log_f.exp()), self.size)
-            init = {"expr": torch.zeros(n, E), "jaw": torch.zeros(n, 3), "rot": rot, "trans": trans}
-            if prev is not None:   # warm start from the end of the previous chunk (rotation, expression)
-                for k in ("expr", "jaw", "rot"):
-                    init[k] = prev[k][-1:].expand(n, -1).clone()
-            if fnd.any():
-                p, _, _, e = _fit(self.model, lmk, fnd, self.cfg, self.size, shape=self.shape, log_f=self.log_f,
-                                  fit_identity=False, init=init, iters=self.cfg.iters, clip=clip_id,
-                                  frames=frames[sl], smooth=True)
-            else:
-                p, e = init, torch.full((n,), -1.0)
-            for k in out:
-                out[k][sl] = p[k].cpu().numpy()
-            err[sl] = np.where(found[sl], e.cpu().numpy(), -1.0)
-            prev = p
-            if progress is not None:
-                progress(n)
-        for k in out:
-            out[k] = _interpolate(out[k], found)
-        return ClipTrack(clip_id, np.asarray(frames), found.copy(), out["expr"], out["jaw"], out["rot"],
-                         out["trans"], err)
+        with torch.no_grad():
+            for s in range(0, T, step):
+                sl = slice(s, min(T, s + step))
+                n = sl.stop - sl.start
+                lm_full = torch.as_tensor(np.asarray(landmarks[sl], np.float32)[..., :2], device=self.device)
+                fnd = torch.as_tensor(found[sl], device=self.device)
+                rot, trans = init_pose(self.model, lm_full, fnd, float(self.log_f.exp()), self.size)
+                theta = self._pack(torch.zeros(n, E, device=self.device), torch.zeros(n, 3, device=self.device),
+                                   rot, trans)
+                if prev is not None:   # warm start from the end of the previous chunk (all but translation)
+                    theta[:, :E + 6] = prev[:E + 6]
+                if fnd.any():
+                    theta, e = self._lm_frames(theta, lm_full[:, self.lmk_ids], self._wsq(fnd), clip_id,
+                                               np.asarray(frames[sl]), prev, rigid=0 if prev is not None else 2)
+                    err[sl] = np.where(found[sl], e.cpu().numpy(), -1.0)
+                out[sl] = theta.cpu().numpy()
+                prev = theta[-1].clone()
+                if progress is not None:
+                    progress(n)
+        out = _interpolate(out, found)
+        return ClipTrack(clip_id, np.asarray(frames), found.copy(), out[:, :E], out[:, E:E + 3],
+                         out[:, E + 3:E + 6], out[:, E + 6:], err)
