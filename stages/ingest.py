@@ -41,7 +41,8 @@ def ingest_folder(source: str | Path, frames_path: str | Path, audio_dir: str | 
             raise InputError(Path(source) / "clips.json", "clip ids are not unique")
         labels = {c.clip_id: dict(c.labels, split=c.split) for c in manifest}
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="emotag-clips-") as scratch, \
+    Path(frames_path).parent.mkdir(parents=True, exist_ok=True)  # scratch beside the outputs: swept after a kill
+    with tempfile.TemporaryDirectory(prefix=".tmp-clips-", dir=Path(frames_path).parent) as scratch, \
             FaceDetector(detector_model) as det, atomic_dir(audio_dir) as audio_tmp, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=console, transient=True, disable=quiet) as bar:

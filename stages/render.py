@@ -209,7 +209,9 @@ def main(identity: str) -> None:
     record: dict[str, Any] = {"identity": identity, "fps": p.ingest.fps, "size": animator.size,
                               "gate_scale": p.render.gate_scale, "gate_override": p.render.gate_override,
                               "device": str(animator.device), "emotion_labels": list(EMOTION_LABELS), "renders": {}}
-    with tempfile.TemporaryDirectory() as scratch, atomic_dir(paths.renders) as tmp:
+    paths.renders.parent.mkdir(parents=True, exist_ok=True)  # scratch as a `.tmp-` sibling: swept after a kill
+    with tempfile.TemporaryDirectory(prefix=".tmp-render-scratch-", dir=paths.renders.parent) as scratch, \
+            atomic_dir(paths.renders) as tmp:
         for job in jobs(identity, p, paths, Path(scratch)):
             trace = render_to_mp4(animator, job.audio(), Path(tmp) / f"{job.name}.mp4", features, job.cues(),
                                   fps=p.ingest.fps, batch_size=p.render.batch_size)

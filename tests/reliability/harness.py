@@ -76,7 +76,8 @@ class Scratch:
         """Stale `.tmp-*` siblings under data/ and anything left in the commands' TMPDIR."""
         data = self.root / "data"
         left = sorted(data.rglob(f"{TMP_PREFIX}*")) if data.exists() else []
-        return left + sorted(self.tmpdir.iterdir())
+        caches = ("torchinductor_", "matplotlib-", "numba")  # libraries' own caches, not ours
+        return left + sorted(p for p in self.tmpdir.iterdir() if not p.name.startswith(caches))
 
     def outputs_of(self, identity: str) -> list[Path]:
         out: list[Path] = []
