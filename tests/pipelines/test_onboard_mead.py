@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipelines.mead_fixture import make_mead
+from mead_fixture import make_mead
 
 REPO = Path(__file__).resolve().parents[2]
 
