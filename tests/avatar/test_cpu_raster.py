@@ -10,7 +10,7 @@ from emotag_core.avatar.rasterize import eval_sh, rasterize
 from emotag_core.avatar.synthetic import look_at_K, uv_sphere
 from emotag_core.errors import ConfigError, InputError
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # 2 threads on the shared 2-core box wait on descheduled peers
 
 
 def _scene(n=12, seed=0, dtype=torch.float64, B=1):
