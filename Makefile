@@ -37,5 +37,9 @@ test: setup
 test-gpu: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m gpu -q
 
+# bad-input corpus + kill-and-resume trials at full count (tests/reliability/ runs a reduced set in `make test`)
+reliability: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/reliability.py
+
 clean-venv:
 	rm -rf $(VENV)
