@@ -146,6 +146,9 @@ def main() -> None:
     ap.add_argument("--eval-from-s", type=float, default=10.0)
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="StaticFitConfig overrides, e.g. lr_position=5e-4")
+    ap.add_argument("--tag", default="", help="suffix of the output file names")
     a = ap.parse_args()
     dev = torch.device(a.device)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,11 @@ def main() -> None:
     rest, region = mouth_region_for_head(head, shape)
     av = GaussianAvatar(rest.to(dev), head.faces, n_gaussians=a.n_gaussians, mouth_vertex_mask=region).to(dev)
     cfg = StaticFitConfig(iters=a.iters, batch_size=a.batch_size)
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        if not hasattr(cfg, k):
+            raise SystemExit(f"--set: StaticFitConfig has no field {k!r}")
+        setattr(cfg, k, type(getattr(cfg, k))(v) if not isinstance(getattr(cfg, k), bool) else v.lower() == "true")
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t1 = time.time()
@@ -182,10 +190,10 @@ def main() -> None:
     ev_tr = evaluate_static(av, res.background, img_tr[::4], v_tr[::4], K, masks=m_tr[::4])
     pick = len(v_ho) // 2
     pred = render_frames(av, res.background, v_ho[pick:pick + 1], K, size)[0]
-    tag = "synthetic" if mode == "synthetic" else a.identity
+    tag = ("synthetic" if mode == "synthetic" else a.identity) + a.tag
     pic = a.out / f"fit_static_{tag}.png"
     save_triptych(pic, img_ho[pick].float() / 255.0, pred)
-    out = {"mode": mode, **info, "n_gaussians": av.n, "n_mouth_gaussians": av.n_mouth, "iters": a.iters,
+    out = {"mode": mode, **info, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "n_gaussians": av.n, "n_mouth_gaussians": av.n_mouth, "iters": a.iters,
            "batch_size": a.batch_size, "heldout": ev_ho, "train": ev_tr, "fit_seconds": round(t_fit, 1),
            "load_seconds": round(t_load, 1), "loss_first": res.losses[0], "loss_last": float(np.mean(res.losses[-20:])),
            "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
