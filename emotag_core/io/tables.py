@@ -151,7 +151,7 @@ register(TableSpec(
         pa.field("depth", pa.binary()),                 # float16 [S, S], camera-space z, 0 = background
         pa.field("normal", pa.binary()),                # float16 [S, S, 3], camera space, unit length
     ),
-    meta=("map_size", "depth_units"),                   # depth_units: metres_z (flame) | relative (sapiens)
+    meta=("map_size",),  # writers also record depth_units: metres_z (flame) | relative (sapiens)
 ))
 
 
