@@ -57,7 +57,7 @@ def run_flame(flame_path: Path, out_path: Path, cfg: GeometryConfig, flame_cfg: 
         task = bar.add_task("geometry", total=reader.num_rows)
         for batch in reader.iter_batches(cfg.batch_size):
             b = pa.Table.from_batches([batch])
-            p = {k: torch.from_numpy(column_array(b, k)).float().to(dev) for k in ("expr", "jaw", "rot", "trans")}
+            p = {k: torch.tensor(column_array(b, k), dtype=torch.float32, device=dev) for k in ("expr", "jaw", "rot", "trans")}
             B = b.num_rows
             with torch.no_grad():
                 verts = head(shape.expand(B, -1), p["expr"], p["jaw"], p["rot"], p["trans"])
