@@ -46,7 +46,7 @@ def main(identity: str) -> None:
                           f"but the pretrained GRMN read {extra.get('audio_backend')}/{extra.get('feature_dim')}; "
                           "re-run audio_features with the corpus's backend")
     head = load_head_model(p.flame, dev)
-    scene = build_scene(head, ix.meta, c.n_gaussians, c.seed, c.rasterizer, dev)
+    scene = build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev)
     if scene.n_mouth != grmn.spec.n_mouth:
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")

@@ -97,8 +97,7 @@ def main() -> None:
     dev = c.device
     sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)
     head = load_head_model(p.flame, dev)
-    scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, c.seed + k, c.rasterizer, dev)
-              for k, ix in enumerate(indices)}
+    scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev) for ix in indices}
     n_mouth = next(iter(scenes.values())).n_mouth
     if not c.render:  # motion-only: the scenes only tell the mouth-Gaussian count; nothing is rendered
         scenes = {}

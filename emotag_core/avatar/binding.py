@@ -122,6 +122,21 @@ def face_frames(verts: Tensor, faces: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return R, C, k
 
 
+def topology_seed(faces: Tensor, n_gaussians: int) -> int:
+    """A sampling seed that depends only on the mesh topology and the Gaussian budget.
+
+    Every identity rigged on the same template gets the same parents, barycentric layout and
+    hence the same mouth set (the paper's "fixed set chosen on the template topology").
+    """
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256(np.ascontiguousarray(faces.detach().cpu().numpy().astype("<i8")).tobytes())
+    h.update(int(n_gaussians).to_bytes(8, "little"))
+    return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
+
+
 def sample_barycentric(n_faces: int, per_face: int, generator: torch.Generator) -> Tensor:
     """Equal number of uniform barycentric samples per triangle (Eq. 3). -> [F * per_face, 3]."""
     u = torch.rand(n_faces * per_face, 2, generator=generator, dtype=torch.float64)
@@ -136,12 +151,14 @@ class GaussianAvatar(nn.Module):
     """One identity's FLAME-rigged Gaussians: local attributes per Gaussian, bound to triangles.
 
     Built from a rest mesh (verts [V, 3], faces [F, 3]); `per_face` Gaussians per triangle at
-    seeded barycentric positions (Eq. 3). `mouth_gaussians` (sorted long [M]) are the indices
+    seeded barycentric positions (Eq. 3); `seed=None` derives the seed from the topology and
+    `n_gaussians` only (`topology_seed`), so identities on one template share the layout and the
+    mouth set. `mouth_gaussians` (sorted long [M]) are the indices
     that receive the motion network's residual offsets (Eq. 8), in the order of the offsets.
     """
 
     def __init__(self, rest_verts: Tensor, faces: Tensor, n_gaussians: int = 60_000, sh_degree: int = 0,
-                 mouth_vertex_mask: Tensor | None = None, seed: int = 0, init_opacity: float = 0.5,
+                 mouth_vertex_mask: Tensor | None = None, seed: int | None = None, init_opacity: float = 0.5,
                  init_color: tuple[float, float, float] = (0.5, 0.5, 0.5), flatness: float = 0.3) -> None:
         super().__init__()
         if rest_verts.ndim != 2 or rest_verts.shape[-1] != 3:
@@ -154,7 +171,7 @@ class GaussianAvatar(nn.Module):
         rest_verts = rest_verts.detach().float().cpu()
         n_faces = faces.shape[0]
         per_face = max(1, round(n_gaussians / n_faces))
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(topology_seed(faces, n_gaussians) if seed is None else seed)
         bary = sample_barycentric(n_faces, per_face, gen)                 # [N, 3]
         parent = torch.arange(n_faces).repeat_interleave(per_face)         # [N]
         self.register_buffer("faces", faces, persistent=True)

@@ -39,8 +39,7 @@ def load_adapted(folder: str | Path, p: Any, device: str | torch.device = "cpu")
         raise InputError(path, "adapted scene not found", "run `dvc repro adapt@<id>`")
     payload = torch.load(path, map_location="cpu", weights_only=False)
     head = load_head_model(p.flame, device)
-    scene = build_scene(head, payload["meta"], payload["n_gaussians"], payload["seed"],
-                        backend=p.pretrain.rasterizer, device=device)
+    scene = build_scene(head, payload["meta"], payload["n_gaussians"], backend=p.pretrain.rasterizer, device=device)
     scene.load_state_dict(payload["state_dict"])
     s = torch.tensor(payload["meta"]["identity_vector"], dtype=torch.float32, device=device)[None]
     return grmn.eval(), scene.eval(), s

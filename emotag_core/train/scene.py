@@ -85,9 +85,15 @@ def camera_K(camera: dict[str, Any]) -> Tensor:
     return torch.tensor([[camera["fx"], 0.0, camera["cx"]], [0.0, camera["fy"], camera["cy"]], [0.0, 0.0, 1.0]])
 
 
-def build_scene(head: nn.Module, meta: dict[str, Any], n_gaussians: int, seed: int, backend: str = "auto",
-                device: str | torch.device = "cpu") -> IdentityScene:
-    """A fresh scene for one identity: Gaussians sampled on its neutral mesh, mouth set from the head model."""
+def build_scene(head: nn.Module, meta: dict[str, Any], n_gaussians: int, seed: int | None = None,
+                backend: str = "auto", device: str | torch.device = "cpu") -> IdentityScene:
+    """A fresh scene for one identity: Gaussians sampled on its neutral mesh, mouth set from the head model.
+
+    The Gaussian layout (parents, barycentric positions) and the mouth set depend only on the
+    head model's topology and `n_gaussians` (Sec. 3.1: a fixed mouth set on the template), so
+    every identity matches the GRMN's mouth head. `seed` (default None) overrides that layout
+    seed; pass the same value for every identity or leave it None.
+    """
     from emotag_core.avatar import GaussianAvatar
 
     shape = torch.tensor(meta["shape"], dtype=torch.float32, device=device)[None]

@@ -98,3 +98,31 @@ def test_mouth_region_on_the_open_head_model():
     assert not region[far].any()
     av = GaussianAvatar(verts, head.faces, n_gaussians=20 * head.faces.shape[0], mouth_vertex_mask=region)
     assert 0 < av.n_mouth < 0.5 * av.n
+
+
+def test_mouth_set_is_identity_independent():
+    """Two identities (different shapes) on one template get the same Gaussian layout and mouth set."""
+    from emotag_core.config import FlameConfig
+    from emotag_core.flame import load_head_model
+    from emotag_core.train.scene import build_scene
+
+    torch.set_num_threads(1)
+    head = load_head_model(FlameConfig(), "cpu")
+    gen = torch.Generator().manual_seed(0)
+    cam = {"fx": 1000.0, "fy": 1000.0, "cx": 256.0, "cy": 256.0}
+    scenes = [build_scene(head, {"shape": (2.0 * torch.randn(head.n_shape, generator=gen)).tolist(),
+                                 "frame_size": [512, 512], "camera": cam}, n_gaussians=3000, backend="torch")
+              for _ in range(2)]
+    a, b = scenes[0].avatar, scenes[1].avatar
+    assert not torch.allclose(scenes[0].shape, scenes[1].shape)
+    assert a.n_mouth > 0 and a.n_mouth == b.n_mouth
+    assert torch.equal(a.mouth_gaussians, b.mouth_gaussians)
+    assert torch.equal(a.parent, b.parent) and torch.equal(a.bary, b.bary)
+    # the mouth set is the Gaussians whose barycentric centre lies on the template's intra-oral vertices
+    mask = torch.zeros(head.n_verts, dtype=torch.bool)
+    mask[head.mouth_vertex_ids] = True
+    assert torch.equal(a.mouth_gaussians, gaussians_in_region(mask, head.faces, a.parent, a.bary))
+    # another budget changes the layout deterministically, still equal across identities
+    c = build_scene(head, {"shape": scenes[1].shape[0].tolist(), "frame_size": [512, 512], "camera": cam},
+                    n_gaussians=1500, backend="torch").avatar
+    assert c.n != a.n
