@@ -159,7 +159,7 @@ class TrackConfig:
     """Torch device for fitting."""
     chunk: int = 256
     """Frames fitted together per batch (memory is constant in clip length)."""
-    identity_frames: int = 48
+    identity_frames: int = 32
     """Frames (spread over all clips) used to fit the shared shape and focal length."""
     focal_init: float = 2.0
     """Initial focal length in units of the crop side (2.0 = 28 deg field of view)."""

@@ -363,13 +363,13 @@ class Tracker:
         rigid = 2
         for it in range(self.cfg.iters * 2):
             _, Jt, Jp = self._eval(theta, phi, lmk, wsq, jac=2)                    # [T, R, P], [T, R, Q]
-            Jt, Jp, rr = Jt.double(), Jp.double(), r.double()
             rp, dp = self._shared_prior(phi, T)
-            A = Jt.transpose(1, 2) @ Jt                                          # [T, P, P]
-            B = Jt.transpose(1, 2) @ Jp                                          # [T, P, Q]
-            Sm = (Jp.transpose(1, 2) @ Jp).sum(0) + torch.diag(dp.double() ** 2)  # [Q, Q]
-            gt = (Jt.transpose(1, 2) @ rr[..., None])[..., 0]                     # [T, P]
-            gp = (Jp.transpose(1, 2) @ rr[..., None])[..., 0].sum(0) + dp.double() * rp.double()
+            JtT = Jt.transpose(1, 2)                                             # products in float32,
+            A = (JtT @ Jt).double()                                              # solves in float64 [T, P, P]
+            B = (JtT @ Jp).double()                                              # [T, P, Q]
+            Sm = (Jp.transpose(1, 2) @ Jp).double().sum(0) + torch.diag(dp.double() ** 2)  # [Q, Q]
+            gt = (JtT @ r[..., None])[..., 0].double()                           # [T, P]
+            gp = (Jp.transpose(1, 2) @ r[..., None])[..., 0].double().sum(0) + dp.double() * rp.double()
             if not fit_focal:
                 Sm[-1, -1] += 1e12
             while True:
@@ -438,10 +438,10 @@ class Tracker:
         hold = torch.zeros(P, dtype=f64, device=theta.device)
         hold[:self.fn.E + 3] = 1e12
         for it in range(self.cfg.iters):
-            J = self._eval(theta, phi, lmk, wsq, jac=1)[1].double()               # [T, R, P]
-            A = J.transpose(1, 2) @ J
+            J = self._eval(theta, phi, lmk, wsq, jac=1)[1]                       # [T, R, P]
+            A = (J.transpose(1, 2) @ J).double()                                 # products in float32, solves in float64
             d = theta.double()
-            g = (J.transpose(1, 2) @ r.double()[..., None])[..., 0]              # [T, P]
+            g = (J.transpose(1, 2) @ r[..., None])[..., 0].double()              # [T, P]
             gs = torch.zeros_like(g)                                             # smoothness gradient
             gs[1:] += c * (d[1:] - d[:-1])
             gs[:-1] += c * (d[:-1] - d[1:])
