@@ -4,7 +4,8 @@ Same image formation as gsplat's classic 3DGS kernels: EWA projection with a 0.3
 Gaussians culled behind the near plane, per-tile front-to-back alpha blending sorted by
 camera depth, alpha = min(0.999, o * exp(-sigma)) dropped under 1/255, and a pixel stops
 once its transmittance would fall to 1e-4. Autograd provides the backward pass. Memory is
-bounded by processing tiles in chunks (`budget` pair evaluations at a time).
+bounded by processing tiles in chunks (`budget` pair evaluations at a time); tiles are sorted
+by list length so each chunk is padded only to its own longest list.
 """
 from __future__ import annotations
 
@@ -108,53 +109,73 @@ def _tile_lists(means2d: Tensor, conics: Tensor, depths: Tensor, opac: Tensor, v
     return tiles, padded, counts
 
 
+def _chunks(counts: list[int], area: int, budget: int, slack: float = 1.5) -> list[tuple[int, int, int]]:
+    """Split tiles sorted by descending list length into (start, end, K) chunks.
+
+    Each chunk is padded only to its own longest list K (within `slack` of every list in it) and
+    holds at most `budget` pixel-Gaussian pairs (at least one tile), so the padding waste is
+    bounded by `slack` instead of by the longest list in the whole image.
+    """
+    out, s, n = [], 0, len(counts)
+    while s < n:
+        k = counts[s]
+        cap = max(1, budget // (area * k))
+        e = s + 1
+        while e < n and e - s < cap and counts[e] * slack >= k:
+            e += 1
+        out.append((s, e, k))
+        s = e
+    return out
+
+
 def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, features: Tensor,
-                    viewmat: Tensor, K: Tensor, width: int, height: int, tile: int = 16,
-                    budget: int = 1 << 23, eps2d: float = 0.3, near: float = 0.01) -> tuple[Tensor, Tensor, Tensor]:
+                    viewmat: Tensor, K: Tensor, width: int, height: int, tile: int = 8,
+                    budget: int = 1 << 22, eps2d: float = 0.3, near: float = 0.01) -> tuple[Tensor, Tensor, Tensor]:
     """Render features, alpha and accumulated depth.
 
     means [B, N, 3], quats [B, N, 4], scales [B, N, 3], opacities [B, N], features [B, N, D],
     viewmat [B, 4, 4], K [B, 3, 3] -> feat [B, H, W, D] (sum_i w_i f_i, no background),
     alpha [B, H, W, 1] (sum_i w_i), depth [B, H, W, 1] (sum_i w_i z_i, not normalised).
+    The image does not depend on `tile` or `budget` (they trade memory for speed only).
     """
     B, N = means.shape[:2]
     D = features.shape[-1]
     dt, dev = means.dtype, means.device
     means2d, conics, depths, valid = project(means, quats, scales, viewmat, K, width, height, eps2d, near)
-    tiles, padded, _ = _tile_lists(means2d.detach(), conics.detach(), depths.detach(), opacities.detach(),
-                                   valid, width, height, tile)
+    tiles, padded, counts = _tile_lists(means2d.detach(), conics.detach(), depths.detach(), opacities.detach(),
+                                        valid, width, height, tile)
     tw, th = math.ceil(width / tile), math.ceil(height / tile)
     P = tile * tile
     out = torch.zeros(B * th * tw, P, D + 2, dtype=dt, device=dev)
     if tiles.numel() == 0:
         return _untile(out, B, th, tw, tile, width, height, D)
-    # flattened per-gaussian attributes; gaussian ids are b*N + n
-    m2 = means2d.reshape(B * N, 2)
-    con = conics.reshape(B * N, 3)
-    op = opacities.reshape(B * N)
-    fz = torch.cat([features.reshape(B * N, D), depths.reshape(B * N, 1)], -1)     # [B*N, D+1]
+    # flattened per-gaussian attributes (ids b*N + n) plus one zero-opacity entry (id B*N) for padding
+    pad = lambda x: torch.cat([x, x.new_zeros((1,) + x.shape[1:])], 0)  # noqa: E731
+    mx, my = pad(means2d[..., 0].reshape(B * N)), pad(means2d[..., 1].reshape(B * N))
+    ca, cb, cc = (pad(conics[..., i].reshape(B * N)) for i in range(3))
+    op = pad(opacities.reshape(B * N))
+    fz = pad(torch.cat([features.reshape(B * N, D), depths.reshape(B * N, 1)], -1))  # [B*N+1, D+1]
+    padded = torch.where(padded >= 0, padded, torch.full_like(padded, B * N))
+    # longest lists first: each chunk is padded to its own longest list only
+    counts, perm = torch.sort(counts, descending=True, stable=True)
+    tiles, padded = tiles[perm], padded[perm]
     ly, lx = torch.meshgrid(torch.arange(tile, device=dev), torch.arange(tile, device=dev), indexing="ij")
-    local = torch.stack([lx.flatten(), ly.flatten()], -1).to(dt) + 0.5            # [P, 2] pixel centres
-    Kmax = padded.shape[1]
-    chunk = max(1, budget // (P * Kmax))
+    lx, ly = lx.flatten().to(dt) + 0.5, ly.flatten().to(dt) + 0.5                # [P] pixel centres
     results = []
-    for s in range(0, tiles.numel(), chunk):
-        t_ids = tiles[s:s + chunk]
-        g = padded[s:s + chunk]                                                     # [t, K]
-        mask = g >= 0
-        gi = g.clamp_min(0)
-        txy = torch.stack([t_ids % tw, (t_ids // tw) % th], -1).to(dt) * tile       # tile origin (x, y)
-        pix = txy[:, None, :] + local[None]                                          # [t, P, 2]
-        d = pix[:, :, None, :] - m2[gi][:, None, :, :]                              # [t, P, K, 2]
-        cg = con[gi][:, None]                                                        # [t, 1, K, 3]
-        sigma = 0.5 * (cg[..., 0] * d[..., 0] ** 2 + cg[..., 2] * d[..., 1] ** 2) + cg[..., 1] * d[..., 0] * d[..., 1]
-        alpha = torch.clamp_max(op[gi][:, None] * torch.exp(-sigma), ALPHA_MAX)   # [t, P, K]
-        keep = mask[:, None] & (sigma >= 0) & (alpha >= ALPHA_MIN)
-        alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
+    for s, e, k in _chunks(counts.tolist(), P, budget):
+        t_ids = tiles[s:e]
+        gi = padded[s:e, :k]                                                         # [t, K]
+        px = (t_ids % tw).to(dt)[:, None] * tile + lx                               # [t, P]
+        py = ((t_ids // tw) % th).to(dt)[:, None] * tile + ly
+        dx = px[:, :, None] - mx[gi][:, None, :]                                     # [t, P, K]
+        dy = py[:, :, None] - my[gi][:, None, :]
+        sigma = 0.5 * (ca[gi][:, None] * dx * dx + cc[gi][:, None] * dy * dy) + cb[gi][:, None] * dx * dy
+        alpha = torch.clamp_max(op[gi][:, None] * torch.exp(-sigma), ALPHA_MAX)     # [t, P, K]
+        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
         T_incl = torch.cumprod(1 - alpha, -1)
         T_excl = torch.cat([torch.ones_like(T_incl[..., :1]), T_incl[..., :-1]], -1)
         w = alpha * T_excl * (T_incl > T_MIN)                                        # front-to-back weights
-        acc = torch.einsum("tpk,tkd->tpd", w, fz[gi])                               # [t, P, D+1]
+        acc = torch.bmm(w, fz[gi])                                                   # [t, P, D+1]
         results.append(torch.cat([acc[..., :D], w.sum(-1, keepdim=True), acc[..., D:]], -1))
     out = out.index_copy(0, tiles, torch.cat(results, 0))
     return _untile(out, B, th, tw, tile, width, height, D)
