@@ -1,0 +1,144 @@
+"""A faster per-frame path for inference on CUDA: the part of a frame before rasterization,
+replayed from a captured CUDA graph (or compiled with torch.compile).
+
+At batch 1 a frame is kernel-launch bound: GRMN (4 Transformer layers), the head model and the
+binding (Eq. 7-8) launch a few hundred small kernels that each finish in microseconds. This
+module runs that part ("posing": audio/AU windows + identity + head pose -> posed Gaussians) as
+one CUDA-graph replay for a fixed batch size. The rasterizer stays eager: gsplat sizes its tile
+lists on the host (a device-to-host read of the intersection count), which a graph cannot hold.
+
+    poser = FramePoser(grmn, scene, s, batch=1, mode="graph")
+    colour = poser.render(audio_win, aus_win, rot, trans, size=512)   # [B, 3, H, W] in [0, 1]
+
+Modes: `eager` (plain calls, the reference), `graph` (torch.cuda.CUDAGraph capture, CUDA only),
+`compile` (torch.compile of the posing function, any device). Outputs match `eager` to float
+rounding (tests/render/test_graphed_gpu.py); BENCHMARKS.md has the measured gains.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from emotag_core.avatar.binding import Gaussians
+from emotag_core.errors import ConfigError, InputError
+from emotag_core.motion.grmn import GRMN
+from emotag_core.render.driver import GateControl, apply_gate
+
+PoseMode = Literal["eager", "graph", "compile"]
+
+
+@dataclasses.dataclass
+class Posed:
+    """One batch of posed frames (views into the poser's static buffers in `graph` mode)."""
+
+    means: Tensor  # [B, N, 3] camera space
+    quats: Tensor  # [B, N, 4]
+    scales: Tensor  # [B, N, 3]
+    g: Tensor  # [B, 1] gate actually used (after the control)
+    jaw: Tensor  # [B, 3]
+
+
+class FramePoser:
+    """GRMN + gate control + head model + binding for a fixed batch size, eager / graphed / compiled.
+
+    `scene` is an `emotag_core.train.scene.IdentityScene` (head model, avatar, shape, K, background).
+    """
+
+    def __init__(self, grmn: GRMN, scene: Any, s: Tensor, batch: int, mode: PoseMode = "graph",
+                 control: GateControl | None = None, warmup: int = 3) -> None:
+        if mode not in ("eager", "graph", "compile"):
+            raise ConfigError(f"FramePoser: mode must be eager, graph or compile, got {mode!r}")
+        self.grmn = grmn.eval()
+        self.scene = scene
+        self.batch = int(batch)
+        self.mode = mode
+        self.control = control or GateControl()
+        dev = scene.K.device
+        if mode == "graph" and dev.type != "cuda":
+            raise ConfigError("FramePoser: mode 'graph' needs the model on CUDA; use 'eager' or 'compile'")
+        self.device = dev
+        self.s = torch.as_tensor(s, dtype=torch.float32, device=dev).reshape(1, -1).expand(self.batch, -1).contiguous()
+        sp = grmn.spec
+        B = self.batch
+        # static input buffers: graph replays read these, so new inputs are copied in
+        self._in = {
+            "audio": torch.zeros(B, sp.window, sp.audio_dim, device=dev),  # [B, W, D]
+            "aus": torch.zeros(B, sp.window, sp.n_aus, device=dev),  # [B, W, A]
+            "rot": torch.zeros(B, 3, device=dev),
+            "trans": torch.zeros(B, 3, device=dev),
+        }
+        self._in["trans"][:, 2] = 0.6
+        self._fn = self._pose
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._out: tuple[Tensor, ...] | None = None
+        if mode == "compile":
+            self._fn = torch.compile(self._pose, dynamic=False)
+        if mode in ("graph", "compile"):
+            self._capture(warmup)
+
+    # -- the posing function: everything before rasterization -----------------------------------
+    def _pose(self, audio: Tensor, aus: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, ...]:
+        out = self.grmn(audio, aus, self.s)
+        out = apply_gate(out, self.control, self.grmn.spec.n_expr)  # Eq. 6 with the controlled gate
+        sc = self.scene
+        verts = sc.head[0](sc.shape, out.expr, out.jaw, rot, trans)  # [B, V, 3]
+        mouth = out.mouth if out.mouth.shape[1] > 0 and sc.n_mouth > 0 else None
+        gs = sc.avatar.bind(verts, mouth)  # Eq. 7-8
+        return gs.means, gs.quats, gs.scales, out.g, out.jaw
+
+    @torch.no_grad()
+    def _capture(self, warmup: int) -> None:
+        if self.mode == "compile":  # compile + autotune happen on the first calls
+            for _ in range(max(1, warmup)):
+                self._fn(**self._in)
+            return
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm-up off the capture stream (cuBLAS handles, lazy init)
+            for _ in range(max(1, warmup)):
+                self._pose(**self._in)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._out = self._pose(**self._in)
+
+    @torch.no_grad()
+    def pose(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor) -> Posed:
+        """audio_win [B, W, D], aus_win [B, W, A], rot/trans [B, 3] -> Posed (B = the poser's batch)."""
+        if audio_win.shape[0] != self.batch:
+            raise InputError(None, f"FramePoser built for batch {self.batch}, got {audio_win.shape[0]} frames",
+                             "pad the last batch or build a poser per batch size")
+        if self.mode == "eager":
+            res = self._pose(audio_win.to(self.device), aus_win.to(self.device), rot.to(self.device),
+                             trans.to(self.device))
+        else:
+            for k, v in zip(("audio", "aus", "rot", "trans"), (audio_win, aus_win, rot, trans)):
+                self._in[k].copy_(v, non_blocking=True)
+            if self._graph is not None:
+                self._graph.replay()
+                assert self._out is not None
+                res = self._out
+            else:
+                res = self._fn(**self._in)
+        return Posed(*res)
+
+    @torch.no_grad()
+    def draw(self, posed: Posed, size: int) -> Tensor:
+        """Rasterize posed Gaussians over the scene's background -> colour [B, 3, size, size] in [0, 1]."""
+        sc = self.scene
+        av = sc.avatar
+        gs = Gaussians(means=posed.means, quats=posed.quats, scales=posed.scales,
+                       opacities=torch.sigmoid(av.opacity_logit), sh=av.sh)
+        K = sc.K.clone()
+        K[:2] *= size / sc.frame_size
+        out = sc.rasterize(gs, K.expand(self.batch, 3, 3), size)
+        bg = F.interpolate(sc.background, size=(size, size), mode="bilinear", align_corners=False)
+        return out["colour"] + (1.0 - out["alpha"]) * bg.clamp(0, 1)  # same compositing as IdentityScene.render
+
+    def render(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor, size: int) -> Tensor:
+        """pose + draw: [B, W, D], [B, W, A], [B, 3], [B, 3] -> [B, 3, size, size]."""
+        return self.draw(self.pose(audio_win, aus_win, rot, trans), size)
