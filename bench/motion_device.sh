@@ -16,12 +16,12 @@ echo "imports ready in $(( $(date +%s) - t0 )) s"
 for step in "$@"; do
   ts=$(date +%s)
   case $step in
-    gpu_tests) timeout 120 python3 -m pytest -q -m gpu tests/motion/test_grmn_gpu.py tests/render/test_graphed.py -k "not compile" \
+    gpu_tests) timeout 90 python3 -m pytest -q -m gpu tests/motion/test_grmn_gpu.py tests/render/test_graphed.py -k "not compile" \
                  -p no:cacheprovider 2>&1 | tee $OUT/gpu_tests.log ;;
-    compile_test) timeout 150 python3 -m pytest -q -m gpu tests/render/test_graphed.py -k compile -p no:cacheprovider 2>&1 | tee -a $OUT/gpu_tests.log ;;
-    infer) timeout 260 python3 bench/bench_inference.py --batch 1 8 32 --wav2vec2 --compile ${INFER_ARGS:-} \
+    compile_test) timeout 70 python3 -m pytest -q -m gpu tests/render/test_graphed.py -k compile -p no:cacheprovider 2>&1 | tee -a $OUT/gpu_tests.log ;;
+    infer) timeout 200 python3 bench/bench_inference.py --batch 1 8 32 --wav2vec2 --compile ${INFER_ARGS:-} \
              --json $OUT/bench_inference.json 2>&1 | tee $OUT/bench_inference.log ;;
-    train) timeout 200 python3 bench/bench_train.py ${TRAIN_ARGS:-} --json $OUT/bench_train.json 2>&1 | tee $OUT/bench_train.log ;;
+    train) timeout 150 python3 bench/bench_train.py ${TRAIN_ARGS:-} --json $OUT/bench_train.json 2>&1 | tee $OUT/bench_train.log ;;
   esac
   echo "== step $step took $(( $(date +%s) - ts )) s"
 done
