@@ -1,0 +1,385 @@
+"""Issue 6 "must show" on the synthetic corpus with known truth: jaw sync, gate vs intensity, Table 5.
+
+Everything runs in a scratch DVC repository of its own (default `/tmp/grmn_synth`), so the main
+params.yaml keeps its smoke profile: `params.yaml` there is this repo's params.yaml with
+`bench/grmn_synth.params.yaml` merged on top (4 corpus identities, 1 unseen target identity whose
+espeak voices are not used by the corpus), and `stages/`, `emotag_core/`, `bench/` are symlinks
+to this checkout, so `dvc repro` / `dvc exp run` there run this project's stages unchanged.
+
+Training is motion-only (`pretrain.render: false`, `pretrain.param_supervision` > 0): GRMN learns
+from L1 on the TRACKED FLAME expression/jaw + L_KL + L_Score, not from the paper's L_Render.
+The truth files of the synthetic identities are read only by `evaluate`.
+
+    python bench/grmn_synth.py prepare          # workdir + dvc repro of synth..track for every id
+    python bench/grmn_synth.py experiments      # dvc exp run: full model + the 6 ablations of Table 5
+    python bench/grmn_synth.py evaluate gsyn_t  # (the `grmn_eval` stage) metrics of the adapted model
+    python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+OVERRIDES = REPO / "bench" / "grmn_synth.params.yaml"
+RESULTS = REPO / "bench" / "results" / "grmn_synth.json"
+WORKDIR = Path(os.environ.get("GRMN_SYNTH_DIR", "/tmp/grmn_synth"))
+PER_ID_STAGES = ("synth", "ingest", "landmarks", "audio_features", "aus", "emotion", "identity", "track")
+# motion-only training settings shared by every experiment (CPU-sized)
+TRAIN_SET = {
+    "pretrain.render": "false", "pretrain.param_supervision": "1.0", "pretrain.iters": "3000",
+    "pretrain.batch_size": "32", "pretrain.checkpoint_every": "1000", "pretrain.log_every": "50",
+    "pretrain.lr": "0.005", "adapt.iters": "300", "adapt.lr": "0.0005", "adapt.checkpoint_every": "0",
+    "adapt.train_seconds": "5.0",
+}
+VARIANTS = ("full", "seg", "kl", "score", "gate", "residual", "adain")
+EVAL_STAGE = {
+    "foreach": "${targets}",
+    "do": {"cmd": "python bench/grmn_synth.py evaluate ${item}",
+           "deps": ["data/models/${item}", "bench/grmn_synth.py", "data/synthetic/${item}"],
+           "metrics": [{"data/metrics/grmn_eval/${item}.json": {"cache": False}}]},
+}
+
+
+def sh(cmd: list[str], cwd: Path) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=cwd, check=True, env=dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"))
+
+
+def prepare(workdir: Path) -> None:
+    """Scratch DVC repo with merged params; `dvc repro` every per-identity preprocessing stage."""
+    import yaml
+
+    from emotag_core.config import _merge, load_params
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("stages", "emotag_core", "bench"):
+        link = workdir / name
+        if not link.exists():
+            link.symlink_to(REPO / name)
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    base["synthetic"], base["identities"] = {}, {}
+    data = _merge(base, yaml.safe_load(OVERRIDES.read_text()))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    p = load_params(workdir / "params.yaml")
+    dag = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    dag["stages"]["grmn_eval"] = EVAL_STAGE
+    (workdir / "dvc.yaml").write_text(yaml.safe_dump(dag, sort_keys=False))
+    if not (workdir / ".git").exists():
+        sh(["git", "init", "-q", "."], workdir)
+        sh(["git", "config", "user.email", "bench@localhost"], workdir)
+        sh(["git", "config", "user.name", "bench"], workdir)
+    if not (workdir / ".dvc").exists():
+        sh(["dvc", "init", "-q"], workdir)
+    sh([sys.executable, "-m", "stages.cli", "sync-dag"], workdir)
+    targets = [f"{s}@{i}" for i in p.identities for s in PER_ID_STAGES]
+    sh(["dvc", "repro", *targets], workdir)
+
+
+def experiments(workdir: Path, variants: list[str], extra: dict[str, str], out: Path) -> None:
+    """`dvc exp run` of corpus -> pretrain -> adapt -> grmn_eval for each variant; collect the metrics.
+
+    `-s` (single item) with the stage list keeps dvc from re-running preprocessing when live code
+    that synth/track depend on changes under it (other engineers edit this checkout); every
+    ablation switch is set explicitly so no variant inherits another's.
+    """
+    sh(["git", "add", "-A", "."], workdir)  # the scratch repo only
+    sh(["git", "commit", "-qm", "baseline", "--allow-empty"], workdir)
+    p_ids = __import__("yaml").safe_load((workdir / "params.yaml").read_text())["targets"]
+    stages = ["corpus", "pretrain"] + [s for t in p_ids for s in (f"geometry@{t}", f"adapt@{t}", f"grmn_eval@{t}")]
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for v in variants:
+        sets = dict(TRAIN_SET, **extra, **{f"ablation.{k}": "false" if k == v else "true" for k in VARIANTS[1:]})
+        cmd = ["dvc", "exp", "run", "-s", "-n", f"abl-{v}"] + [a for k, val in sets.items() for a in ("-S", f"{k}={val}")]
+        sh(cmd + stages, workdir)
+        m = json.loads((workdir / "data" / "metrics" / "grmn_eval" / f"{p_ids[0]}.json").read_text())
+        m["pretrain_summary"] = json.loads((workdir / "data" / "models" / "pretrain" / "summary.json").read_text())
+        m["command"] = " ".join(cmd + stages)
+        results[v] = m
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1, default=str))
+        print(json.dumps({k: m[k] for k in ("jaw_r", "energy_r", "gate_intensity_r", "expr_mae")}), flush=True)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def audio_energy(wav: Path, t: np.ndarray, half_window_s: float = 0.02) -> np.ndarray:
+    """RMS of the (16-bit PCM) audio in a 40 ms window centred on each frame time, scaled to [0, 1]."""
+    import wave
+
+    with wave.open(str(wav), "rb") as w:
+        sr, n, ch = w.getframerate(), w.getnframes(), w.getnchannels()
+        x = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32).reshape(-1, ch).mean(axis=1) / 32768.0
+    h = int(round(half_window_s * sr))
+    out = np.zeros(len(t))
+    for i, ti in enumerate(t):
+        c = int(round(ti * sr))
+        seg = x[max(0, c - h): c + h]
+        out[i] = np.sqrt(np.mean(seg ** 2)) if len(seg) else 0.0
+    return (out - out.min()) / max(out.max() - out.min(), 1e-12)
+
+
+def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """One GRMN on the held-out clip of identity index `ix` (default: its last clip) against the truth files.
+
+    The cue inputs (AUs, identity vector) come from that clip's own tables (the paper's
+    self-reconstruction setting); jaw opening is the jaw's axis-angle x component.
+    """
+    import torch
+
+    from emotag_core.train.data import CorpusLoader
+    from stages.common import Paths
+
+    identity = ix.identity
+    paths = Paths(identity)
+    clips = ix.index.column("clip_id").to_pylist()
+    clip = clip or sorted(set(clips))[-1]
+    usable = ix.index.column("usable").to_numpy(zero_copy_only=False)
+    rows = np.array([i for i, c in enumerate(clips) if c == clip and usable[i]], dtype=np.int64)
+    t = ix.index.column("t").to_numpy()[rows]
+    loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False)
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("jaw", "g", "expr", "track_jaw", "track_expr", "e")}
+    grmn.eval()
+    with torch.no_grad():
+        for k in range(0, len(rows), 256):
+            b = loader.load(identity, rows[k:k + 256]).to(device)
+            out = grmn(b.audio, b.aus, b.s)
+            for name, v in (("jaw", out.jaw[:, 0]), ("g", out.g[:, 0]), ("expr", out.expr), ("track_jaw", b.jaw[:, 0]),
+                            ("track_expr", b.expr), ("e", b.e)):
+                acc[name].append(v.float().cpu().numpy())
+    r = {k: np.concatenate(v) for k, v in acc.items()}
+    truth = np.load(paths.synthetic / "truth" / f"{clip}.npz")
+    ti = np.clip(np.round(t * float(truth["fps"])).astype(int), 0, len(truth["jaw"]) - 1)
+    true_jaw, true_expr, strength = truth["jaw"][ti, 0], truth["expr"][ti], truth["emotion_strength"][ti]
+    energy = audio_energy(paths.audio(clip), t)
+    sidecar = json.loads((paths.synthetic / "truth" / f"{clip}.json").read_text())
+    return {
+        "identity": identity, "clip": clip, "frames": int(len(rows)),
+        "voices": sorted({u["voice"] for u in sidecar.get("segments", [])}),
+        "jaw_r": pearson(r["jaw"], true_jaw),
+        "energy_r": pearson(energy, true_jaw),
+        "tracked_jaw_r": pearson(r["track_jaw"], true_jaw),
+        "gate_intensity_r": pearson(r["g"], strength),
+        "teacher_e_intensity_r": pearson(r["e"], strength),
+        "gate_mean": float(r["g"].mean()),
+        "expr_mae": float(np.abs(r["expr"] - true_expr).mean()),
+        "expr_mae_zero": float(np.abs(true_expr).mean()),
+        "expr_mae_tracked": float(np.abs(r["track_expr"] - true_expr).mean()),
+    }
+
+
+def evaluate(identity: str, clip: str | None = None) -> dict[str, Any]:
+    """The `grmn_eval@<id>` stage: the adapted model in data/models/<id>/ -> data/metrics/grmn_eval/<id>.json."""
+    import torch
+
+    from emotag_core.io.atomic import write_text
+    from emotag_core.train.checkpoint import load_model
+    from emotag_core.train.data import build_identity_index
+    from stages.common import Paths, params
+    from stages.corpus import table_paths
+
+    torch.set_num_threads(1)
+    p = params()
+    ix = build_identity_index(identity, table_paths(identity))
+    grmn, extra = load_model(Paths(identity).models / "grmn.pt")
+    m = evaluate_model(grmn, ix, clip)
+    m.update(ablation=extra.get("ablation"), corpus=extra.get("corpus"),
+             params={"pretrain_iters": p.pretrain.iters, "adapt_iters": p.adapt.iters,
+                     "param_supervision": p.pretrain.param_supervision, "render": p.pretrain.render})
+    out = Path("data") / "metrics" / "grmn_eval" / f"{identity}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, json.dumps(m, indent=1))
+    print(json.dumps(m, indent=1))
+    return m
+
+
+def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path, sets: dict[str, str]) -> None:
+    """The same code path as `dvc exp run` (pretrain + adapt stages' library calls) in one process.
+
+    For machines without dvc (the device machine): run with cwd = a workdir or bundle that holds
+    params.yaml and the data/ tables; the head model is not needed (`n_mouth` comes from bundle.json
+    if present).
+    """
+    import time
+
+    import torch
+
+    from emotag_core.config import load_params
+    from emotag_core.motion.grmn import GRMN
+    from emotag_core.train.data import CorpusLoader, build_identity_index
+    from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, pretrain
+    from stages.corpus import table_paths
+    from stages.pretrain import grmn_spec
+
+    torch.set_num_threads(2)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    nested: dict[str, Any] = {}
+    for k, v in sets.items():
+        sec, key = k.split(".")
+        nested.setdefault(sec, {})[key] = json.loads(v) if v not in ("true", "false") else v == "true"
+    for v in variants:
+        for seed in seeds:
+            over = {**nested, "ablation": {k: k != v for k in VARIANTS[1:]}}
+            over["pretrain"] = dict(over.get("pretrain", {}), seed=seed, device=device)
+            p = load_params("params.yaml", over)
+            c, a = p.pretrain, p.adapt
+            torch.manual_seed(c.seed)
+            corpus = [build_identity_index(i, table_paths(i)) for i in p.corpus]
+            target = build_identity_index(p.targets[0], table_paths(p.targets[0]))
+            bundle = Path("bundle.json")
+            n_mouth = json.loads(bundle.read_text())["n_mouth"] if bundle.exists() else _n_mouth(p, corpus[0].meta)
+            grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth)).to(device)
+            sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)
+            loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
+                                  cache_row_groups=c.cache_row_groups, with_images=False)
+            cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
+                             checkpoint_every=0, log_every=c.log_every, weight_decay=0.01)
+            log: list[dict[str, float]] = []
+            t0 = time.perf_counter()
+            pretrain(grmn, {}, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
+                     progress=False)
+            t_pre = time.perf_counter() - t0
+            before = evaluate_model(grmn, target, device=device)  # pretrained, not yet adapted
+            ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
+                                     with_images=False, max_seconds=a.train_seconds)
+            acfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
+                              checkpoint_every=0, log_every=c.log_every)
+            t0 = time.perf_counter()
+            adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
+            t_ad = time.perf_counter() - t0
+            m = evaluate_model(grmn, target, device=device)
+            m.update(variant=v, seed=seed, device=device, pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
+                     adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
+                     train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
+                     settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
+                                                                    "render", "d_model", "n_layers")},
+                               "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
+            results[f"{v}/seed{seed}"] = m
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=1, default=str))
+            print(json.dumps({k: m[k] for k in ("variant", "seed", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r",
+                                                "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}), flush=True)
+
+
+def make_bundle(workdir: Path, dest: Path) -> None:
+    """A small copy of the workdir for the device machine: params, motion tables, frames without pixels,
+    the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from emotag_core.config import load_params
+    from emotag_core.train.data import build_identity_index
+    from stages.corpus import table_paths
+
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        p = load_params("params.yaml")
+        ids = list(p.corpus) + list(p.targets)
+        n_mouth = _n_mouth(p, build_identity_index(ids[0], table_paths(ids[0])).meta)
+    finally:
+        os.chdir(cwd)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    shutil.copy(workdir / "params.yaml", dest / "params.yaml")
+    (dest / "bundle.json").write_text(json.dumps({"n_mouth": n_mouth, "from": str(workdir)}))
+    for ident in ids:
+        src, dst = workdir / "data" / "processed" / ident, dest / "data" / "processed" / ident
+        dst.mkdir(parents=True)
+        for t in ("audio_features", "aus", "emotion", "identity", "flame"):
+            shutil.copy(src / f"{t}.parquet", dst / f"{t}.parquet")
+        f = pq.read_table(src / "frames.parquet")  # same schema and metadata, JPEG bytes emptied
+        i = f.schema.get_field_index("jpeg")
+        f = f.set_column(i, f.schema.field(i), pa.array([b""] * f.num_rows, type=f.schema.field(i).type))
+        pq.write_table(f, dst / "frames.parquet")
+    for ident in p.targets:
+        src, dst = workdir / "data", dest / "data"
+        (dst / "processed" / ident / "audio").mkdir(parents=True)
+        (dst / "synthetic" / ident / "truth").mkdir(parents=True)
+        for wav in (src / "processed" / ident / "audio").glob("*.wav"):
+            shutil.copy(wav, dst / "processed" / ident / "audio" / wav.name)
+        for npz in (src / "synthetic" / ident / "truth").glob("*.npz"):
+            z = dict(np.load(npz))
+            z.pop("landmarks2d", None)
+            np.savez_compressed(dst / "synthetic" / ident / "truth" / npz.name, **z)
+            shutil.copy(npz.with_suffix(".json"), dst / "synthetic" / ident / "truth" / npz.with_suffix(".json").name)
+
+
+def _n_mouth(p: Any, meta: dict[str, Any]) -> int:
+    from emotag_core.flame import load_head_model
+    from emotag_core.train.scene import build_scene
+
+    return build_scene(load_head_model(p.flame, "cpu"), meta, p.pretrain.n_gaussians, 0, "torch").n_mouth
+
+
+def fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def table() -> str:
+    res = json.loads(RESULTS.read_text())
+    names = {"full": "EmoTaG GRMN (full)", "score": "w/o L_Score", "kl": "w/o L_KL", "seg": "w/o SEG",
+             "gate": "w/o gate branch", "residual": "w/o residual branch", "adain": "w/o AdaIN"}
+    lines = ["| variant | jaw r (truth) | energy baseline r | gate-intensity r | expr MAE (truth) | pretrain it/s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for v in VARIANTS:
+        if v in res:
+            m = res[v]
+            lines.append(f"| {names[v]} | {fmt(m['jaw_r'])} | {fmt(m['energy_r'])} | {fmt(m['gate_intensity_r'])} | "
+                         f"{fmt(m['expr_mae'])} | {fmt(m['pretrain_summary'].get('it_per_s'))} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("prepare")
+    ex = sub.add_parser("experiments")
+    ex.add_argument("variants", nargs="*", default=list(VARIANTS))
+    ex.add_argument("-S", dest="sets", action="append", default=[], help="extra key=value for every dvc exp run")
+    ex.add_argument("--out", type=Path, default=RESULTS.with_name("grmn_synth_dvcexp.json"))
+    ev = sub.add_parser("evaluate")
+    ev.add_argument("identity")
+    ev.add_argument("--clip")
+    sub.add_parser("table")
+    bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
+    bp.add_argument("dest", type=Path)
+    rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
+    rp.add_argument("variants", nargs="*", default=list(VARIANTS))
+    rp.add_argument("--device", default="cpu")
+    rp.add_argument("--seeds", default="0")
+    rp.add_argument("--out", type=Path, default=RESULTS)
+    rp.add_argument("-S", dest="sets", action="append", default=[], help="extra key=value (like dvc exp run -S)")
+    a = ap.parse_args()
+    if a.cmd == "prepare":
+        prepare(WORKDIR)
+    elif a.cmd == "experiments":
+        experiments(WORKDIR, a.variants, dict(kv.split("=", 1) for kv in a.sets), a.out)
+    elif a.cmd == "evaluate":
+        evaluate(a.identity, a.clip)
+    elif a.cmd == "bundle":
+        make_bundle(WORKDIR, a.dest)
+    elif a.cmd == "run":
+        sets = dict(TRAIN_SET, **dict(kv.split("=", 1) for kv in a.sets))
+        run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets)
+    else:
+        print(table())
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path.cwd()))
+    main()
