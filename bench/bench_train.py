@@ -246,15 +246,31 @@ def main() -> None:
     print(json.dumps(info), flush=True)
     res: dict = {"info": info}
 
-    # --- pretrain: the real loop, lr 5e-3 (paper), both identities, batch 1
-    loader = CorpusLoader([idx["corpus_a"], idx["corpus_b"]], 1, a.size, window=16, seed=0)
-    clock = IterClock()
-    cfg = LoopConfig(iters=a.pretrain_iters, static_iters=a.pretrain_static, lr=5e-3, image_size=a.size,
-                     checkpoint_every=0, log_every=1, weight_decay=0.01)
-    t0 = time.perf_counter()
-    pretrain(grmn, scenes, loader, cfg, LossSwitches(), device=dev, log=clock, progress=False)
-    res["pretrain"] = dict(clock.rates(a.skip), wall_s=time.perf_counter() - t0, iters=a.pretrain_iters,
-                           peak_gb=torch.cuda.max_memory_allocated() / 1e9 if dev == "cuda" else None)
+    # --- pretrain: the real loop, batch 1, both identities; lr 5e-3 (paper), 5e-4 if that diverges here
+    from emotag_core.errors import DivergenceError
+
+    spec_state = {k: v.clone() for k, v in grmn.state_dict().items()}
+    scene_state = {i: {k: v.clone() for k, v in sc.state_dict().items()} for i, sc in scenes.items()}
+    for lr in (5e-3, 5e-4):
+        grmn.load_state_dict(spec_state)
+        for i, sc in scenes.items():
+            sc.load_state_dict(scene_state[i])
+        loader = CorpusLoader([idx["corpus_a"], idx["corpus_b"]], 1, a.size, window=16, seed=0)
+        clock = IterClock()
+        cfg = LoopConfig(iters=a.pretrain_iters, static_iters=a.pretrain_static, lr=lr, image_size=a.size,
+                         checkpoint_every=0, log_every=1, weight_decay=0.01)
+        t0 = time.perf_counter()
+        try:
+            pretrain(grmn, scenes, loader, cfg, LossSwitches(), device=dev, log=clock, progress=False)
+        except DivergenceError as exc:
+            res.setdefault("pretrain_diverged", []).append({"lr": lr, "iteration": len(clock.static) + 1,
+                                                            "static_iters_done": int(sum(clock.static)),
+                                                            "error": str(exc)[:300]})
+            print("pretrain diverged:", res["pretrain_diverged"][-1], flush=True)
+            continue
+        res["pretrain"] = dict(clock.rates(a.skip), wall_s=time.perf_counter() - t0, iters=a.pretrain_iters, lr=lr,
+                               peak_gb=torch.cuda.max_memory_allocated() / 1e9 if dev == "cuda" else None)
+        break
     pr = res["pretrain"]
     pr["it_per_s_joint"] = 1e3 / pr["joint_ms"]
     pr["it_per_s_static"] = 1e3 / pr["static_ms"]

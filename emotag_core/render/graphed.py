@@ -9,6 +9,7 @@ lists on the host (a device-to-host read of the intersection count), which a gra
 
     poser = FramePoser(grmn, scene, s, batch=1, mode="graph")
     colour = poser.render(audio_win, aus_win, rot, trans, size=512)   # [B, 3, H, W] in [0, 1]
+    animator = GraphedAnimator(grmn, scene, s, batch=1, device="cuda")  # for render.driver.animate_stream
 
 Modes: `eager` (plain calls, the reference), `graph` (torch.cuda.CUDAGraph capture, CUDA only),
 `compile` (torch.compile of the posing function, any device). Outputs match `eager` to float
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,7 +28,7 @@ from torch import Tensor
 from emotag_core.avatar.binding import Gaussians
 from emotag_core.errors import ConfigError, InputError
 from emotag_core.motion.grmn import GRMN
-from emotag_core.render.driver import GateControl, apply_gate
+from emotag_core.render.driver import Animated, Animator, GateControl, apply_gate
 
 PoseMode = Literal["eager", "graph", "compile"]
 
@@ -40,6 +42,8 @@ class Posed:
     scales: Tensor  # [B, N, 3]
     g: Tensor  # [B, 1] gate actually used (after the control)
     jaw: Tensor  # [B, 3]
+    g_pred: Tensor  # [B, 1] gate the network predicted (before the control)
+    p_emo: Tensor | None  # [B, 7] softmax(z_e); None without the residual branch
 
 
 class FramePoser:
@@ -82,13 +86,14 @@ class FramePoser:
 
     # -- the posing function: everything before rasterization -----------------------------------
     def _pose(self, audio: Tensor, aus: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, ...]:
-        out = self.grmn(audio, aus, self.s)
-        out = apply_gate(out, self.control, self.grmn.spec.n_expr)  # Eq. 6 with the controlled gate
+        raw = self.grmn(audio, aus, self.s)
+        out = apply_gate(raw, self.control, self.grmn.spec.n_expr)  # Eq. 6 with the controlled gate
         sc = self.scene
         verts = sc.head[0](sc.shape, out.expr, out.jaw, rot, trans)  # [B, V, 3]
         mouth = out.mouth if out.mouth.shape[1] > 0 and sc.n_mouth > 0 else None
         gs = sc.avatar.bind(verts, mouth)  # Eq. 7-8
-        return gs.means, gs.quats, gs.scales, out.g, out.jaw
+        p_emo = None if raw.z_e is None else raw.z_e.softmax(-1)
+        return gs.means, gs.quats, gs.scales, out.g, out.jaw, raw.g, p_emo
 
     @torch.no_grad()
     def _capture(self, warmup: int) -> None:
@@ -142,3 +147,34 @@ class FramePoser:
     def render(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor, size: int) -> Tensor:
         """pose + draw: [B, W, D], [B, W, A], [B, 3], [B, 3] -> [B, 3, size, size]."""
         return self.draw(self.pose(audio_win, aus_win, rot, trans), size)
+
+
+class GraphedAnimator(Animator):
+    """A drop-in `render.driver.Animator` whose posing runs through a `FramePoser` (graph by default).
+
+    Batches smaller than `batch` (the last one of a clip) are padded by repeating their last frame.
+    """
+
+    def __init__(self, grmn: GRMN, scene: Any, s: Tensor, batch: int, size: int = 512,
+                 control: GateControl | None = None, device: str | torch.device = "cpu",
+                 mode: PoseMode = "graph", raster_size: int | None = None) -> None:
+        super().__init__(grmn, scene, s, size=size, control=control, device=device)
+        self.raster_size = int(raster_size or size)
+        self.poser = FramePoser(grmn, scene, s, batch, mode=mode, control=self.control)
+
+    @torch.no_grad()
+    def __call__(self, audio_win: np.ndarray, aus_win: np.ndarray, rot: np.ndarray, trans: np.ndarray) -> Animated:
+        """audio_win [n, W, D], aus_win [n, W, A], rot/trans [n, 3] (n <= batch) -> Animated."""
+        B, n = self.poser.batch, len(audio_win)
+        if n > B:
+            raise InputError(None, f"GraphedAnimator built for batch {B}, got {n} frames", "use render batch_size <= batch")
+        pad = np.r_[np.arange(n), np.full(B - n, n - 1)]
+        t = [torch.as_tensor(np.asarray(x)[pad], dtype=torch.float32).to(self.device, non_blocking=True)
+             for x in (audio_win, aus_win, rot, trans)]
+        posed = self.poser.pose(*t)
+        img = self.poser.draw(posed, self.raster_size)  # [B, 3, H, W]
+        if img.shape[-1] != self.size:
+            img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        frames = (img[:n].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return Animated(frames, posed.g[:n].reshape(-1).cpu().numpy(), posed.g_pred[:n].reshape(-1).cpu().numpy(),
+                        None if posed.p_emo is None else posed.p_emo[:n].cpu().numpy(), posed.jaw[:n].cpu().numpy())

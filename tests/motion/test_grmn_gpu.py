@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emotag_core.motion.grmn import GRMN, GRMNSpec
 
@@ -15,10 +16,11 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-12))
 
 
-@pytest.mark.parametrize("tf32", [False, True])
-def test_grmn_cpu_cuda_parity(tf32):
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+@pytest.mark.parametrize("conv_tf32", [False, True])
+def test_grmn_cpu_cuda_parity(conv_tf32):
+    """conv_tf32=True is PyTorch's default on CUDA: cuDNN convolutions (the audio CNN) in TF32."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = conv_tf32
     torch.manual_seed(0)
     # the paper profile's sizes (d_model 256, 4 layers) with Wav2Vec2-base features and a FLAME-like head
     sp = GRMNSpec(audio_dim=768, n_aus=6, identity_dim=128, n_expr=50, n_mouth=400)
@@ -36,7 +38,7 @@ def test_grmn_cpu_cuda_parity(tf32):
     s = torch.randn(B, sp.identity_dim, generator=g)
     oc = cpu(a, e, s)
     og = gpu(a.cuda(), e.cuda(), s.cuda())
-    tol = 5e-3 if tf32 else 1e-4  # tf32 matrix units round operands to 10 mantissa bits
+    tol = 5e-3 if conv_tf32 else 1e-4  # tf32 rounds operands to 10 mantissa bits
     for k in ("expr", "jaw", "mouth", "g", "z_e", "delta_b", "delta_r"):
         r = _rel(getattr(og, k).cpu(), getattr(oc, k))
         assert r < tol, (k, r)
@@ -47,12 +49,24 @@ def test_grmn_cpu_cuda_parity(tf32):
 
     loss(oc).backward()
     loss(og).backward()
-    worst = {}
+    med = float(torch.tensor([float(p.grad.norm()) for p in cpu.parameters()]).median())
+    worst, zero = {}, []
     for (n, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
         assert pg.grad is not None and torch.isfinite(pg.grad).all(), n
-        worst[n] = _rel(pg.grad.cpu(), pc.grad)
-    bad = {n: r for n, r in worst.items() if r > (5e-2 if tf32 else 1e-3)}
+        if float(pc.grad.norm()) < 1e-2 * med:
+            # biases right before AdaIN's instance norm (a constant over time is normalised away):
+            # their gradient is 0 analytically, cancellation noise on both devices
+            zero.append(n)
+            assert float(pg.grad.norm()) < 2e-2 * med, n
+            continue
+        if conv_tf32:  # TF32 rounding compounds through backward: compare directions
+            cos = F.cosine_similarity(pg.grad.cpu().double().flatten(), pc.grad.double().flatten(), dim=0)
+            worst[n] = 1.0 - float(cos)
+        else:
+            worst[n] = _rel(pg.grad.cpu(), pc.grad)
+    bad = {n: r for n, r in worst.items() if r > (1e-2 if conv_tf32 else 1e-3)}
     assert not bad, bad
+    assert len(zero) <= 2, zero
 
 
 def test_grmn_batch_invariance_on_cuda():
