@@ -282,6 +282,8 @@ class PretrainConfig:
     """Parquet row groups the streaming loader keeps decoded (bounds its memory)."""
     rasterizer: str = "auto"
     """Gaussian rasterizer backend: `auto` (gsplat on CUDA, torch on CPU), `gsplat`, `torch`."""
+    threads: int = 1
+    """Torch CPU threads of pretrain and adapt (1 is fastest for these small ops on a shared CPU)."""
 
 
 @dataclass
@@ -337,6 +339,11 @@ class RenderConfig:
     """Frames per GRMN + rasterizer batch (1 in stream mode)."""
     device: str = "cpu"
     """Torch device for inference."""
+    size: int | None = None
+    """Side the Gaussians are rasterized at; None = ingest.size. A smaller side is upsampled
+    (bilinear) to ingest.size, so videos stay ingest.size square (the CPU smoke profile's shortcut)."""
+    threads: int = 1
+    """Torch CPU threads of the render stage."""
 
 
 @dataclass

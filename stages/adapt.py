@@ -34,7 +34,7 @@ def main(identity: str) -> None:
     sweep(paths.models, paths.metrics_dir)
     if not (PRETRAIN_MODELS / "grmn.pt").exists():
         raise StageMissingError("the pretrained GRMN", PRETRAIN_MODELS / "grmn.pt", "dvc repro pretrain")
-    setup_torch(c.seed)
+    setup_torch(c.seed, c.threads)
     tables = table_paths(identity)
     if "geometry" not in tables and c.render:
         raise StageMissingError(f"the geometry table of `{identity}`", paths.table("geometry"), f"dvc repro geometry@{identity}")

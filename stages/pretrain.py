@@ -77,9 +77,9 @@ class LiveLog:
         self.live.end()
 
 
-def setup_torch(seed: int) -> None:
+def setup_torch(seed: int, threads: int = 1) -> None:
     torch.manual_seed(seed)
-    torch.set_num_threads(min(torch.get_num_threads(), 2) if not torch.cuda.is_available() else torch.get_num_threads())
+    torch.set_num_threads(max(1, threads))
 
 
 @stage("pretrain")
@@ -92,7 +92,7 @@ def main() -> None:
     p = params()
     c = p.pretrain
     sweep(PRETRAIN_MODELS, CKPT_ROOT)
-    setup_torch(c.seed)
+    setup_torch(c.seed, c.threads)
     indices = read_corpus()
     dev = c.device
     sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)

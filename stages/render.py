@@ -59,7 +59,8 @@ def load_animator(identity: str, p: Params, paths: Paths, control: GateControl |
     grmn, scene, s = load_adapted(folder, p, device=dev)
     size = int(p.ingest.size)
     return Animator(grmn, scene, s, size=size, control=control or GateControl(p.render.gate_scale,
-                                                                              p.render.gate_override), device=dev)
+                                                                              p.render.gate_override), device=dev,
+                    raster_size=p.render.size)
 
 
 def feature_backend(p: Params) -> Any:
@@ -203,10 +204,10 @@ def main(identity: str) -> None:
     p = params()
     paths = Paths(identity)
     sweep(paths.renders.parent)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    torch.set_num_threads(max(1, p.render.threads))
     animator = load_animator(identity, p, paths)
     features = feature_backend(p)
-    record: dict[str, Any] = {"identity": identity, "fps": p.ingest.fps, "size": animator.size,
+    record: dict[str, Any] = {"identity": identity, "fps": p.ingest.fps, "size": animator.size, "raster_size": animator.raster_size,
                               "gate_scale": p.render.gate_scale, "gate_override": p.render.gate_override,
                               "device": str(animator.device), "emotion_labels": list(EMOTION_LABELS), "renders": {}}
     paths.renders.parent.mkdir(parents=True, exist_ok=True)  # scratch as a `.tmp-` sibling: swept after a kill

@@ -141,12 +141,13 @@ class Animator:
     """Adapted GRMN + identity scene + identity vector s: motion windows -> frames."""
 
     def __init__(self, grmn: GRMN, scene: Any, s: Tensor, size: int = 512, control: GateControl | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", raster_size: int | None = None) -> None:
         self.grmn = grmn.eval()
         self.scene = scene
         self.device = torch.device(device)
         self.s = torch.as_tensor(s, dtype=torch.float32, device=self.device).reshape(1, -1)  # [1, S]
-        self.size = int(size)
+        self.size = int(size)  # output frames are size x size
+        self.raster_size = int(raster_size or size)  # rasterized at this side, then resized (bilinear) to `size`
         self.control = control or GateControl()
         self.window = int(grmn.spec.window)
 
@@ -162,8 +163,10 @@ class Animator:
         out = apply_gate(out, self.control, self.grmn.spec.n_expr)
         mouth = out.mouth if out.mouth.shape[1] > 0 else None
         r = self.scene.render(out.expr, out.jaw, torch.as_tensor(rot, dtype=torch.float32, device=dev),
-                              torch.as_tensor(trans, dtype=torch.float32, device=dev), mouth, self.size)
+                              torch.as_tensor(trans, dtype=torch.float32, device=dev), mouth, self.raster_size)
         img = r["image"] if "image" in r else r["colour"]  # [B, 3, H, W] in [0, 1]
+        if img.shape[-1] != self.size or img.shape[-2] != self.size:
+            img = torch.nn.functional.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
         frames = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return Animated(frames, out.g.reshape(-1).cpu().numpy(), g_pred,
                         None if out.z_e is None else out.z_e.softmax(-1).cpu().numpy(), out.jaw.cpu().numpy())
