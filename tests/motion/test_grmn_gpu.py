@@ -49,15 +49,16 @@ def test_grmn_cpu_cuda_parity(conv_tf32):
 
     loss(oc).backward()
     loss(og).backward()
+    # biases right before AdaIN's instance norm over time: a constant over time is normalised away,
+    # so their gradient is 0 analytically and only cancellation noise on either device
+    before_in = {"encoder.au.mlp.4.bias", f"encoder.audio.transformer.layers.{sp.n_layers - 1}.linear2.bias"}
     med = float(torch.tensor([float(p.grad.norm()) for p in cpu.parameters()]).median())
     worst, zero = {}, []
     for (n, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
         assert pg.grad is not None and torch.isfinite(pg.grad).all(), n
-        if float(pc.grad.norm()) < 1e-2 * med:
-            # biases right before AdaIN's instance norm (a constant over time is normalised away):
-            # their gradient is 0 analytically, cancellation noise on both devices
+        if n in before_in:
             zero.append(n)
-            assert float(pg.grad.norm()) < 2e-2 * med, n
+            assert float(pc.grad.norm()) < 1e-3 * med and float(pg.grad.norm()) < 1e-3 * med, n
             continue
         if conv_tf32:  # TF32 rounding compounds through backward: compare directions
             cos = F.cosine_similarity(pg.grad.cpu().double().flatten(), pc.grad.double().flatten(), dim=0)
@@ -66,7 +67,7 @@ def test_grmn_cpu_cuda_parity(conv_tf32):
             worst[n] = _rel(pg.grad.cpu(), pc.grad)
     bad = {n: r for n, r in worst.items() if r > (1e-2 if conv_tf32 else 1e-3)}
     assert not bad, bad
-    assert len(zero) <= 2, zero
+    assert len(zero) == 2, zero
 
 
 def test_grmn_batch_invariance_on_cuda():
