@@ -11,8 +11,11 @@ from L1 on the TRACKED FLAME expression/jaw + L_KL + L_Score, not from the paper
 The truth files of the synthetic identities are read only by `evaluate`.
 
     python bench/grmn_synth.py prepare          # workdir + dvc repro of synth..track for every id
-    python bench/grmn_synth.py experiments      # dvc exp run: full model + the 6 ablations of Table 5
+    python bench/grmn_synth.py experiments [-S k=v]  # dvc exp run per variant (full + 6 ablations of Table 5)
     python bench/grmn_synth.py evaluate gsyn_t  # (the `grmn_eval` stage) metrics of the adapted model
+    python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
+    python bench/grmn_synth.py run [variants] --device cuda [-S k=v]  # same code path, one process, no dvc
+    python bench/grmn_synth.py ridge            # linear audio->jaw diagnostic (cwd: the workdir)
     python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
 """
 from __future__ import annotations
@@ -273,6 +276,45 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                                 "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}), flush=True)
 
 
+def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0)) -> dict[str, float | None]:
+    """Diagnostic: ridge regression from +-k frames of (standardised) audio features to the TRACKED jaw of the
+    corpus, scored like GRMN on the target's held-out clip (r vs the TRUE jaw). Run with cwd = the workdir."""
+    import pyarrow.parquet as pq
+
+    from emotag_core.config import load_params
+
+    p = load_params("params.yaml")
+
+    def windows(ident: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = pq.read_table(f"data/processed/{ident}/audio_features.parquet", columns=["clip_id", "feature"])
+        f = pq.read_table(f"data/processed/{ident}/flame.parquet", columns=["jaw"])
+        clips = np.asarray(a.column("clip_id").to_pylist())
+        x = np.asarray(a.column("feature").to_pylist(), np.float32)
+        out = []
+        for c in dict.fromkeys(clips):
+            xc = x[clips == c]
+            idx = np.clip(np.arange(len(xc))[:, None] + np.arange(-k, k + 1)[None], 0, len(xc) - 1)
+            out.append(xc[idx].reshape(len(xc), -1))
+        return np.concatenate(out), np.asarray(f.column("jaw").to_pylist())[:, 0], clips
+
+    parts = [windows(i) for i in p.corpus]
+    x = np.concatenate([q[0] for q in parts])
+    y = np.concatenate([q[1] for q in parts])
+    tgt = p.targets[0]
+    xt, _, ct = windows(tgt)
+    clip = sorted(set(ct))[-1]
+    truth = np.load(f"data/synthetic/{tgt}/truth/{clip}.npz")["jaw"][:, 0]
+    xt = xt[ct == clip][: len(truth)]
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    a = (x - mu) / sd
+    res: dict[str, float | None] = {}
+    for lam in lambdas:
+        w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (y - y.mean()))
+        res[f"ridge_lambda{lam:g}"] = pearson(((xt - mu) / sd) @ w, truth[: len(xt)])
+    print(json.dumps(res))
+    return res
+
+
 def make_bundle(workdir: Path, dest: Path) -> None:
     """A small copy of the workdir for the device machine: params, motion tables, frames without pixels,
     the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there)."""
@@ -330,17 +372,25 @@ def fmt(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
-def table() -> str:
-    res = json.loads(RESULTS.read_text())
-    names = {"full": "EmoTaG GRMN (full)", "score": "w/o L_Score", "kl": "w/o L_KL", "seg": "w/o SEG",
+def table(path: Path = RESULTS) -> str:
+    """Markdown rows of `run` results (keys `variant/seedN[/tag]`)."""
+    res = json.loads(path.read_text())
+    names = {"full": "full GRMN", "score": "w/o L_Score", "kl": "w/o L_KL", "seg": "w/o SEG",
              "gate": "w/o gate branch", "residual": "w/o residual branch", "adain": "w/o AdaIN"}
-    lines = ["| variant | jaw r (truth) | energy baseline r | gate-intensity r | expr MAE (truth) | pretrain it/s |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for v in VARIANTS:
-        if v in res:
-            m = res[v]
-            lines.append(f"| {names[v]} | {fmt(m['jaw_r'])} | {fmt(m['energy_r'])} | {fmt(m['gate_intensity_r'])} | "
-                         f"{fmt(m['expr_mae'])} | {fmt(m['pretrain_summary'].get('it_per_s'))} |")
+    lines = ["| variant | run | jaw r vs truth (adapted) | jaw r before adapt | gate-intensity r | expr MAE vs truth | "
+             "pretrain s (it/s) | device |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key, m in res.items():
+        v, rest = key.split("/", 1)
+        st = m["settings"]["pretrain"]
+        lines.append(f"| {names[v]} | {rest}, {st['iters']} it x {st['batch_size']} | {fmt(m['jaw_r'])} | "
+                     f"{fmt(m['before_adapt']['jaw_r'])} | {fmt(m['gate_intensity_r'])} | {fmt(m['expr_mae'])} | "
+                     f"{m['pretrain_s']:.0f} ({m['pretrain_it_s']:.0f}) | {m['device']} |")
+    m = next(iter(res.values()))
+    lines.append(f"\nReferences on the same {m['frames']} held-out frames ({m['identity']}/{m['clip']}, voices "
+                 f"{', '.join(m['voices'])}): baseline jaw = normalised audio energy r = {fmt(m['energy_r'])}; "
+                 f"tracked jaw (the training target) r = {fmt(m['tracked_jaw_r'])}; emotion teacher score e vs true "
+                 f"intensity r = {fmt(m['teacher_e_intensity_r'])}; expr MAE of zero expression = "
+                 f"{fmt(m['expr_mae_zero'])}, of the tracked expression = {fmt(m['expr_mae_tracked'])}.")
     return "\n".join(lines)
 
 
@@ -355,7 +405,9 @@ def main() -> None:
     ev = sub.add_parser("evaluate")
     ev.add_argument("identity")
     ev.add_argument("--clip")
-    sub.add_parser("table")
+    tp = sub.add_parser("table")
+    tp.add_argument("paths", nargs="*", type=Path, default=[RESULTS])
+    sub.add_parser("ridge", help="linear audio->jaw diagnostic (cwd: the workdir)")
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
@@ -371,13 +423,15 @@ def main() -> None:
         experiments(WORKDIR, a.variants, dict(kv.split("=", 1) for kv in a.sets), a.out)
     elif a.cmd == "evaluate":
         evaluate(a.identity, a.clip)
+    elif a.cmd == "ridge":
+        ridge_baseline()
     elif a.cmd == "bundle":
         make_bundle(WORKDIR, a.dest)
     elif a.cmd == "run":
         sets = dict(TRAIN_SET, **dict(kv.split("=", 1) for kv in a.sets))
         run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets)
     else:
-        print(table())
+        print("\n\n".join(table(p) for p in a.paths))
 
 
 if __name__ == "__main__":
