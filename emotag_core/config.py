@@ -294,6 +294,9 @@ class AdaptConfig:
     """Static-appearance steps of the new identity's Gaussians before AdaIN tuning joins."""
     lr: float = 5e-4
     """AdamW learning rate (paper: 5e-4)."""
+    scene_lr: float | None = None
+    """Learning rate of the new identity's Gaussians and background; None = `lr`. Fresh Gaussians
+    need more than the network's 5e-4 to learn the face in a short (smoke) run."""
     train_seconds: float = 5.0
     """Seconds of video used to adapt (paper: 5 s)."""
     eval_from_s: float = 10.0

@@ -75,6 +75,8 @@ class LoopConfig:
     """Iterations between logged metrics."""
     weight_decay: float = 0.0
     """AdamW weight decay of the network parameters."""
+    scene_lr: float | None = None
+    """Adaptation: learning rate of the identity's Gaussians and background (None = `lr`)."""
 
 
 def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
@@ -205,7 +207,7 @@ def adapt(grmn: GRMN, scene: nn.Module | None, identity: str, loader: CorpusLoad
     mods = nn.ModuleDict({identity: scene}) if scene is not None else nn.ModuleDict()
     groups = [{"params": tuned, "weight_decay": 0.0}]
     if scene is not None:
-        groups.append({"params": list(mods.parameters()), "weight_decay": 0.0})
+        groups.append({"params": list(mods.parameters()), "weight_decay": 0.0, "lr": cfg.scene_lr or cfg.lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     grmn.eval()  # no dropout/batch statistics anywhere; frozen weights stay bit-identical
     return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress)
