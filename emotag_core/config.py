@@ -361,6 +361,8 @@ class EvaluateConfig:
     """Side (px) of each half of the side-by-side video embedded in the HTML report."""
     device: str = "cpu"
     """Torch device for LPIPS."""
+    threads: int = 1
+    """Torch CPU threads of the evaluate stage."""
 
 
 @dataclass

@@ -69,6 +69,9 @@ def main(identity: str) -> None:
     summary.update(wall_s=wall, train_frames=loader.n_frames(identity), device=str(dev),
                    tuned="AdaIN MLPs of both streams" if p.ablation.adain else "InstanceNorm affine (gamma, beta) of both streams")
     write_text(paths.models / "summary.json", json.dumps(summary, indent=1, default=str))
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)  # only a killed run resumes (see stages/pretrain.py)
 
 
 if __name__ == "__main__":

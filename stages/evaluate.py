@@ -112,7 +112,7 @@ def main(identity: str) -> None:
     p = params()
     paths = Paths(identity)
     sweep(paths.report.parent)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    torch.set_num_threads(max(1, p.evaluate.threads))
     fps = p.ingest.fps
     rec_path = need(paths.renders / "render.json", f"dvc repro render@{identity}", f"the renders of `{identity}`")
     renders = json.loads(rec_path.read_text(encoding="utf-8"))

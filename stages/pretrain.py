@@ -108,7 +108,7 @@ def main() -> None:
     digests = json.loads((CORPUS_DIR / "manifest.json").read_text())
     fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
     ckpt = CKPT_ROOT / "pretrain"
-    from emotag_core.train.checkpoint import list_checkpoints, load_latest
+    from emotag_core.train.checkpoint import load_latest
 
     probe = load_latest(ckpt, fp)
     start = int(probe["iteration"]) if probe else 0
@@ -126,8 +126,11 @@ def main() -> None:
     done = summary["iterations"] - summary["resumed_from"]
     summary.update(wall_s=wall, it_per_s=done / max(wall, 1e-9), device=str(dev), loader_row_group_reads=loader.cache.reads)
     write_text(PRETRAIN_MODELS / "summary.json", json.dumps(summary, indent=1, default=str))
-    for old in list_checkpoints(ckpt)[:-1]:
-        old.unlink(missing_ok=True)
+    # checkpoints only serve a killed run; a finished one must not make a later run (new code, same
+    # params) "resume" at the end and skip training (and leave no dvclive plots)
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)
 
 
 if __name__ == "__main__":
