@@ -161,6 +161,7 @@ def main(identity: str) -> None:
                 M.missing(k, why or "")
         else:
             lm_p, bs_p, ff_p = detect(teacher, pred, f"render:{clip}")
+            teacher.close()  # closed explicitly: MediaPipe's __del__ at interpreter exit prints tracebacks
             f_lm, t_lm = clip_rows(paths, "landmarks", clip, ["face_found", "landmarks", "blendshapes"])
             idx = np.searchsorted(f_lm, frames_gt)
             lm_all = column_array(t_lm, "landmarks").reshape(-1, 478, 3)
@@ -231,6 +232,8 @@ def main(identity: str) -> None:
         lm_p, _, ff_p = detect(teacher, frames, f"render:{name}")
         ood[name] = {"kind": r["kind"], "note": r["note"], "face_found": float(ff_p.mean()) if len(ff_p) else 0.0,
                      **sync_of(mouth_opening(lm_p), audio_of(mp4), fps)}
+    if teacher is not None:
+        teacher.close()
     M.extra["ood_audio"] = ood
 
     # ---- SyncNet, efficiency ----------------------------------------------------------------------
