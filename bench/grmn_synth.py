@@ -226,7 +226,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
     from stages.corpus import table_paths
     from stages.pretrain import grmn_spec
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("GRMN_THREADS", "1")))  # 1: fastest on a shared CPU
     results = json.loads(out.read_text()) if out.exists() else {}
     nested: dict[str, Any] = {}
     for k, v in sets.items():
