@@ -193,6 +193,8 @@ class GeometryConfig:
     """Frames per batch."""
     device: str = "cpu"
     """Torch device of the geometry backend."""
+    threads: int = 1
+    """Torch CPU threads (1: 2 threads ran 9x slower on the shared 2-core box)."""
 
 
 @dataclass

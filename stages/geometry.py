@@ -94,6 +94,7 @@ def main(identity: str) -> None:
     cfg = p.geometry
     paths = Paths(identity)
     sweep(paths.processed)
+    torch.set_num_threads(max(1, cfg.threads))
     if cfg.backend == "flame":
         run_flame(need(paths.table("flame"), "the FLAME track", "track", identity), paths.table("geometry"), cfg, p.flame)
     elif cfg.backend == "sapiens":
