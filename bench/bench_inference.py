@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_render import cuda_time  # noqa: E402 - bench/ is the script's own folder
 from emotag_core.config import FlameConfig  # noqa: E402
 from emotag_core.flame import load_head_model  # noqa: E402
 from emotag_core.io.tables import UPPER_AUS  # noqa: E402
@@ -44,18 +45,7 @@ def cuda_ms(fn, warmup: int = 10, reps: int = 50) -> float:
     """Median CUDA-event milliseconds of fn() (host clock when CUDA is absent: a CPU smoke run)."""
     if not torch.cuda.is_available():
         return host_ms(fn, 1, 3)
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    return statistics.median(ts)
+    return cuda_time(fn, warmup, reps)
 
 
 def host_ms(fn, warmup: int = 3, reps: int = 20) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 from emotag_core.datasets import Identity, write_manifest
 from emotag_core.errors import EmotagError
 from pipelines import dvc_state
-from pipelines.dvc_state import PREPROCESS, StageFailed
+from pipelines.dvc_state import PREPROCESS
 
 
 @dataclass

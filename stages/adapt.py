@@ -8,7 +8,6 @@ Writes `data/models/<id>/grmn.pt`, `scene.pt`, `summary.json`; curves under `dat
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from emotag_core.config import to_dict

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from emotag_core.config import AudioFeaturesConfig
-from emotag_core.errors import ConfigError, InputError, StageMissingError
+from emotag_core.errors import ConfigError, InputError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableWriter
 from emotag_core.teachers import audio
-from stages.common import Paths, main_for, params, stage, sweep
+from stages.common import Paths, main_for, need, params, stage, sweep
 
 
 def _bar(label: str, enabled: bool):  # noqa: ANN202 - rich Progress
@@ -67,9 +67,7 @@ def main(identity: str) -> None:
     p = params().audio_features
     paths = Paths(identity)
     sweep(paths.processed)
-    frames = paths.table("frames")
-    if not frames.exists():
-        raise StageMissingError("the frame store", frames, f"dvc repro ingest@{identity}")
+    frames = need(paths.table("frames"), "the frame store", "ingest", identity)
     run(frames, paths.audio, paths.table("audio_features"), p)
 
 

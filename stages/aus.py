@@ -10,8 +10,7 @@ from emotag_core.config import AusConfig
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import OPENFACE_AUS, TableReader, TableWriter, column_array
 from emotag_core.teachers import aus
-from stages.common import Paths, main_for, params, stage, sweep
-from stages.landmarks import need, progress_bar
+from stages.common import Paths, main_for, need, params, progress_bar, stage, sweep
 
 
 def _meta(fps: float, size: int, teacher: object, available: tuple[str, ...]) -> dict:

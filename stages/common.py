@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from emotag_core.config import Params, load_params
-from emotag_core.errors import EmotagError
+from emotag_core.errors import EmotagError, StageMissingError
 from emotag_core.io.atomic import sweep_temps
 
 ROOT = Path.cwd()
@@ -83,6 +83,21 @@ def source_dir(p: Params, identity: str) -> Path:
         raise ConfigError(f"params: identity `{identity}` is not listed under `identities`; "
                           f"add it with `emotag add-identity <video> --id {identity}`")
     return Path(p.identities[identity].source)
+
+
+def need(path: Path, what: str, stage_name: str, identity: str) -> Path:
+    """`path` if it exists, else StageMissingError naming `dvc repro <stage_name>@<identity>`."""
+    if not path.exists():
+        raise StageMissingError(what, path, f"dvc repro {stage_name}@{identity}")
+    return path
+
+
+def progress_bar(total: int, label: str, enabled: bool = True):  # noqa: ANN201 - rich Progress
+    """A rich progress bar over `total` frames (disabled: a no-op bar)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fr/s"),
+                    TimeRemainingColumn(), disable=not enabled, transient=False)
 
 
 def stage(name: str) -> Callable[[Callable[..., Any]], Callable[..., int]]:

@@ -10,8 +10,7 @@ from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableReader, TableWriter
 from emotag_core.teachers import emotion
 from emotag_core.teachers.landmarks import face_boxes
-from stages.common import Paths, main_for, params, stage, sweep
-from stages.landmarks import need, progress_bar
+from stages.common import Paths, main_for, need, params, progress_bar, stage, sweep
 
 
 def run(frames_path: Path, landmarks_path: Path, out_path: Path, cfg: EmotionConfig, progress: bool = True) -> int:

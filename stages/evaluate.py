@@ -27,8 +27,8 @@ from emotag_core.errors import EmotagError, WeightsMissingError
 from emotag_core.io.atomic import write_text
 from emotag_core.io.tables import OPENFACE_AUS, TableReader, column_array
 from emotag_core.metrics import KEYS, MetricsRecord, aue, av_offset, frame_energy, lmd, mouth_opening, psnr, ssim
-from stages.common import Paths, main_for, params, source_dir, stage, sweep
-from stages.render import SAMPLE_RATE, clip_rows, first_clip, heldout_start, need
+from stages.common import Paths, main_for, need, params, source_dir, stage, sweep
+from stages.render import SAMPLE_RATE, clip_rows, first_clip, heldout_start
 
 BATCH = 16
 
@@ -114,7 +114,7 @@ def main(identity: str) -> None:
     sweep(paths.report.parent)
     torch.set_num_threads(max(1, p.evaluate.threads))
     fps = p.ingest.fps
-    rec_path = need(paths.renders / "render.json", f"dvc repro render@{identity}", f"the renders of `{identity}`")
+    rec_path = need(paths.renders / "render.json", f"the renders of `{identity}`", "render", identity)
     renders = json.loads(rec_path.read_text(encoding="utf-8"))
     M = MetricsRecord()
     notes = [f"renders: {', '.join(renders['renders'])}"]

@@ -17,8 +17,7 @@ from emotag_core.config import FlameConfig, GeometryConfig
 from emotag_core.errors import ConfigError, InputError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableReader, TableWriter, column_array
-from stages.common import Paths, main_for, params, stage, sweep
-from stages.landmarks import need, progress_bar
+from stages.common import Paths, main_for, need, params, progress_bar, stage, sweep
 
 VERSION = "1"
 

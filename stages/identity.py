@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from emotag_core.config import IdentityConfig
-from emotag_core.errors import InputError, SchemaError, StageMissingError
+from emotag_core.errors import InputError, SchemaError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import EMOTION_LABELS, TableWriter, column_array, read_table
 from emotag_core.teachers import identity
-from stages.common import Paths, main_for, params, stage, sweep
+from stages.common import Paths, main_for, need, params, stage, sweep
 
 
 def _bar(label: str, enabled: bool):  # noqa: ANN202 - rich Progress
@@ -79,8 +79,7 @@ def main(identity_id: str) -> None:
     paths = Paths(identity_id)
     sweep(paths.processed)
     for name, producer in (("frames", "ingest"), ("emotion", "emotion")):
-        if not paths.table(name).exists():
-            raise StageMissingError(f"the {name} table", paths.table(name), f"dvc repro {producer}@{identity_id}")
+        need(paths.table(name), f"the {name} table", producer, identity_id)
     run(paths.table("frames"), paths.table("emotion"), paths.table("identity"), p.identity,
         box_scale=p.ingest.box_scale)
 

@@ -4,26 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from emotag_core.config import LandmarksConfig
-from emotag_core.errors import StageMissingError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableWriter
 from emotag_core.teachers import landmarks
-from stages.common import Paths, main_for, params, stage, sweep
-
-
-def progress_bar(total: int, label: str, enabled: bool = True):  # noqa: ANN201 - rich Progress
-    """A rich progress bar over `total` frames (disabled: a no-op bar)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fr/s"),
-                    TimeRemainingColumn(), disable=not enabled, transient=False)
-
-
-def need(path: Path, what: str, stage_name: str, identity: str) -> Path:
-    """`path` if it exists, else StageMissingError with the command that makes it."""
-    if not path.exists():
-        raise StageMissingError(what, path, f"dvc repro {stage_name}@{identity}")
-    return path
+from stages.common import Paths, main_for, need, params, progress_bar, stage, sweep
 
 
 def run(frames_path: Path, out_path: Path, cfg: LandmarksConfig, progress: bool = True) -> int:

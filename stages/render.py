@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from emotag_core.config import Params
-from emotag_core.errors import InputError, StageMissingError
+from emotag_core.errors import InputError
 from emotag_core.io.atomic import atomic_dir
 from emotag_core.io.tables import UPPER_AUS, TableReader, column_array
 from emotag_core.render.driver import Animator, CueTrack, GateControl, RenderTrace
-from stages.common import Paths, main_for, params, stage, sweep
+from stages.common import Paths, main_for, need, params, stage, sweep
 
 SAMPLE_RATE = 16000
 # what adapt@<id> leaves in data/models/<id>/ that rendering reads
@@ -35,17 +35,10 @@ ADAPTED_FILES = ("grmn.pt", "scene.pt")
 # inputs
 
 
-def need(path: Path, stage_cmd: str, what: str) -> Path:
-    """`path` if it exists, else StageMissingError naming the stage to run."""
-    if not path.exists():
-        raise StageMissingError(what, path, stage_cmd)
-    return path
-
-
 def need_adapted(identity: str, paths: Paths) -> Path:
     """The adapted model folder of `identity`; StageMissingError (`dvc repro adapt@<id>`) if absent."""
     for f in ADAPTED_FILES:
-        need(paths.models / f, f"dvc repro adapt@{identity}", f"the adapted model of `{identity}`")
+        need(paths.models / f, f"the adapted model of `{identity}`", "adapt", identity)
     return paths.models
 
 
@@ -74,7 +67,7 @@ def clip_rows(paths: Paths, table: str, clip: str, columns: list[str]) -> tuple[
     """Rows of one clip of a per-identity table, in frame order -> (frames [N], table)."""
     import pyarrow.compute as pc
 
-    r = TableReader(need(paths.table(table), f"dvc repro {table}@{paths.id}", f"the `{table}` table of `{paths.id}`"),
+    r = TableReader(need(paths.table(table), f"the `{table}` table of `{paths.id}`", table, paths.id),
                     table)
     t = r.read(columns=["clip_id", "frame", *columns])
     t = t.filter(pc.equal(t.column("clip_id"), clip))
@@ -105,7 +98,7 @@ def first_clip(paths: Paths) -> str:
     """The identity's first clip (adaptation and held-out evaluation both come from it)."""
     from emotag_core.io.frames import FrameStore
 
-    return FrameStore(need(paths.table("frames"), f"dvc repro ingest@{paths.id}", "the frame store")).clip_ids[0]
+    return FrameStore(need(paths.table("frames"), "the frame store", "ingest", paths.id)).clip_ids[0]
 
 
 def heldout_start(p: Params) -> int:
@@ -163,7 +156,7 @@ def jobs(identity: str, p: Params, paths: Paths, scratch: Path) -> list[RenderJo
     out: list[RenderJob] = []
     if not p.render.audio:
         h0 = heldout_start(p)
-        wav = need(paths.audio(clip), f"dvc repro ingest@{identity}", "the identity's audio")
+        wav = need(paths.audio(clip), "the identity's audio", "ingest", identity)
         out.append(RenderJob(
             "heldout", "heldout",
             lambda: skip_samples(iter_samples(wav, SAMPLE_RATE), int(round(h0 * SAMPLE_RATE / p.ingest.fps))),

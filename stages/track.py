@@ -13,21 +13,14 @@ import numpy as np
 import torch
 
 from emotag_core.config import FlameConfig, TrackConfig
-from emotag_core.errors import StageMissingError
 from emotag_core.flame import load_head_model
 from emotag_core.flame.tracker import ClipTrack, Tracker
 from emotag_core.io.atomic import atomic_path
 from emotag_core.io.tables import TableWriter, column_array, read_table
-from stages.common import Paths, main_for, params, stage, sweep
+from stages.common import Paths, main_for, need, params, stage, sweep
 
 BACKEND = "emotag-landmark-fit"
 BACKEND_VERSION = "1"
-
-
-def _need(path: Path, what: str, stage_name: str, identity: str) -> Path:
-    if not path.exists():
-        raise StageMissingError(what, path, f"dvc repro {stage_name}@{identity}")
-    return path
 
 
 def read_landmarks(path: Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], dict]:
@@ -148,8 +141,8 @@ def main(identity: str) -> None:
     p = params()
     paths = Paths(identity)
     sweep(paths.processed)
-    stats = run(_need(paths.table("landmarks"), "the landmarks table", "landmarks", identity),
-                _need(paths.table("frames"), "the frame store", "ingest", identity),
+    stats = run(need(paths.table("landmarks"), "the landmarks table", "landmarks", identity),
+                need(paths.table("frames"), "the frame store", "ingest", identity),
                 paths.table("flame"), paths.processed / "track_overlay.mp4", p.flame, p.track)
     print(f"track@{identity}: {stats['frames']} frames in {stats['seconds']:.1f} s "
           f"({stats['fps']:.1f} frames/s)")
