@@ -194,6 +194,19 @@ def _block_tridiag_solve(A: Tensor, c: Tensor, b: Tensor) -> Tensor:
     return torch.stack(x[::-1])
 
 
+def _damped_step(propose, F: Tensor, lam: float, tol: float, may_stop: bool):  # noqa: ANN202
+    """One Levenberg-Marquardt step: raise the damping until `propose(lam)` (new state..., cost)
+    lowers the cost `F`. Returns (accepted state or None, new damping, converged-or-stuck)."""
+    while True:
+        out = propose(lam)
+        F_n = out[-1]
+        if torch.isfinite(F_n) and F_n <= F:
+            return out, max(lam / 3, 1e-7), bool((F - F_n) <= tol * F) and may_stop
+        lam *= 8
+        if lam > 1e8:
+            return None, lam, True
+
+
 def init_pose(model: HeadModel, lmk: Tensor, found: Tensor, focal: float, size: int) -> tuple[Tensor, Tensor]:
     """rot = 0 and trans from the 2-D centroid and spread of the landmarks. lmk [T, 478, 2] -> [T, 3] x 2."""
     mask = model.landmark_mask
@@ -372,7 +385,8 @@ class Tracker:
             gp = (Jp.transpose(1, 2) @ r[..., None])[..., 0].double().sum(0) + dp.double() * rp.double()
             if not fit_focal:
                 Sm[-1, -1] += 1e12
-            while True:
+
+            def propose(lam: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
                 Ad = A + lam * torch.diag_embed(A.diagonal(dim1=1, dim2=2) + 1e-9)
                 if it < rigid:   # rigid start: expression, jaw and shape held
                     Ad[:, :self.fn.E + 3, :self.fn.E + 3] += torch.eye(self.fn.E + 3, dtype=f64, device=A.device) * 1e12
@@ -386,16 +400,11 @@ class Tracker:
                 dphi = -torch.linalg.solve(Sc, gc)
                 dth = -(Ainv @ (gt + (B @ dphi))[..., None])[..., 0]
                 th_n, ph_n = theta + dth.float(), phi + dphi.float()
-                r_n, F_n = cost(th_n, ph_n)
-                if torch.isfinite(F_n) and F_n <= F:
-                    done = (F - F_n) <= self.cfg.tol * F and it >= rigid
-                    theta, phi, r, F = th_n, ph_n, r_n, F_n
-                    lam = max(lam / 3, 1e-7)
-                    break
-                lam *= 8
-                if lam > 1e8:
-                    done = True
-                    break
+                return (th_n, ph_n, *cost(th_n, ph_n))
+
+            accepted, lam, done = _damped_step(propose, F, lam, self.cfg.tol, it >= rigid)
+            if accepted is not None:
+                theta, phi, r, F = accepted
             if done:
                 break
         self._blowup(r, clip, frames)
@@ -448,23 +457,19 @@ class Tracker:
             if anchor is not None:
                 gs[0] += c * (d[0] - anchor)
             g = g + gs
-            while True:
+
+            def propose(lam: float) -> tuple[Tensor, Tensor, Tensor]:
                 Ad = A + lam * torch.diag_embed(A.diagonal(dim1=1, dim2=2) + 1e-9) \
                     + torch.diag_embed(nb[:, None] * c[None])
                 if it < rigid:
                     Ad = Ad + torch.diag(hold)
                 step = _block_tridiag_solve(Ad, c, -g) if T > 1 else torch.linalg.solve(Ad[0], -g[0])[None]
                 th_n = theta + step.float()
-                r_n, F_n = cost(th_n)
-                if torch.isfinite(F_n) and F_n <= F:
-                    done = (F - F_n) <= self.cfg.tol * F and it >= rigid
-                    theta, r, F = th_n, r_n, F_n
-                    lam = max(lam / 3, 1e-7)
-                    break
-                lam *= 8
-                if lam > 1e8:
-                    done = True
-                    break
+                return (th_n, *cost(th_n))
+
+            accepted, lam, done = _damped_step(propose, F, lam, self.cfg.tol, it >= rigid)
+            if accepted is not None:
+                theta, r, F = accepted
             if done:
                 break
         self._blowup(r, clip, frames)
