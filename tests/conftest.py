@@ -28,3 +28,14 @@ def repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: one thread is fastest on the shared 2-core machine (restored afterwards)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,11 +1,7 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models: one thread is fastest on the shared 2-core machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_models_one_thread(one_torch_thread):
+    """Every test here runs tiny models: use the shared one-thread fixture (tests/conftest.py)."""
     yield
-    torch.set_num_threads(n)
