@@ -177,6 +177,18 @@ class TrackConfig:
     """Random seed (deterministic fits)."""
     threads: int = 1
     """CPU threads for fitting (1 is fastest for these small batched ops on a shared CPU)."""
+    photo_weight: float = 0.0
+    """Weight of the photometric term (0 = off): px^2 of landmark error per unit^2 of mean squared
+    luminance error (0..1) between the crops and the identity's albedo at the projected surface.
+    Needs the frame store; corrects the landmark detector's per-identity offset (see BENCHMARKS)."""
+    photo_size: int = 128
+    """Side of the (downsampled) crops the photometric term samples."""
+    photo_blur: float = 2.0
+    """Gaussian blur (sigma, crop pixels) of those crops: wider basin, less detail."""
+    photo_rounds: int = 2
+    """Identity fit: rounds of (albedo from the identity frames, then a photometric refit)."""
+    photo_iters: int = 6
+    """Levenberg-Marquardt iterations of the photometric refit per chunk (after the landmark fit)."""
 
 
 @dataclass
@@ -356,7 +368,9 @@ class EvaluateConfig:
     lpips_weights: str | None = None
     """Path of LPIPS AlexNet backbone weights; null metric with reason if absent."""
     syncnet_weights: str | None = None
-    """Path of SyncNet weights; null metric with reason if absent."""
+    """Path of SyncNet v2 weights (`syncnet_v2.model`); None or absent: sync_c/sync_e null with reason."""
+    syncnet_max_offset: int = 15
+    """SyncNet: audio-visual offsets searched, in frames either side (Sync-E is the best of them)."""
     max_frames: int | None = None
     """Evaluate at most this many held-out frames (None = all)."""
     report_side: int = 256

@@ -6,8 +6,11 @@
 - OOD audio (every other render: cross-language, cross-identity, user files): lip-sync;
 - emotion intensity (where truth labels exist: synthetic `truth/<clip>.npz`): the metrics per
   intensity level and the gate's correlation with the true intensity.
-Sync-C/Sync-E need SyncNet weights (null with reason otherwise); `av_offset_frames` /
-`av_confidence` are the documented offline substitute (emotag_core.metrics.sync).
+Sync-C/Sync-E come from SyncNet v2 (emotag_core.metrics.syncnet) when `evaluate.syncnet_weights`
+names its checkpoint: headline on the held-out render (else the first render), per render under
+`ood_audio`, and on the real held-out frames as a reference; null with reason without weights.
+`av_offset_frames` / `av_confidence` are the documented offline substitute (emotag_core.metrics.sync),
+reported either way.
 
 Writes `data/metrics/<id>.json` (DVC metrics), `data/metrics/<id>/frames.csv` and
 `gate.json` (DVC plots) and `data/reports/<id>.html`.
@@ -92,6 +95,35 @@ def sync_of(mouth: np.ndarray, wave: np.ndarray, fps: float) -> dict[str, Any]:
     return {"av_offset_frames": r.offset_frames, "av_confidence": r.confidence, "av_peak_corr": r.correlation}
 
 
+def syncnet_scorer(p: Any) -> tuple[Any, str | None]:
+    """SyncNet v2 from evaluate.syncnet_weights, or (None, reason). A present but wrong file raises."""
+    sn = p.evaluate.syncnet_weights
+    if not sn:
+        return None, "no SyncNet weights (evaluate.syncnet_weights is null; no SyncNet weights ship offline)"
+    from emotag_core.metrics.syncnet import SyncNetScorer
+
+    try:
+        return SyncNetScorer(sn, device=p.evaluate.device, max_offset=p.evaluate.syncnet_max_offset), None
+    except WeightsMissingError as exc:
+        return None, f"SyncNet weights unavailable: {exc}"
+
+
+def syncnet_of(scorer: Any, frames: list[np.ndarray], wave: np.ndarray, landmarks: np.ndarray | None = None,
+               found: np.ndarray | None = None) -> dict[str, Any]:
+    """Sync-C / Sync-E of frames [T, H, W, 3] with audio wave [S] (16 kHz); face crops from landmarks [T, 478, 3]."""
+    from emotag_core.metrics.syncnet import crop_boxes
+
+    boxes, crop = None, "whole frame (no landmarks)"
+    if landmarks is not None and found is not None and np.any(found[:len(frames)]):
+        boxes, crop = crop_boxes(landmarks[:len(frames)], found[:len(frames)]), "face box from landmarks"
+    try:
+        r = scorer(frames, wave, boxes, progress=True)
+    except ValueError as exc:
+        return {"sync_c": None, "sync_e": None, "reason": str(exc)}
+    return {"sync_c": r.sync_c, "sync_e": r.sync_e, "syncnet_offset_frames": r.offset_frames,
+            "syncnet_windows": r.windows, "syncnet_crop": crop}
+
+
 def train_seconds(paths: Paths) -> tuple[float | None, str]:
     for f in (paths.models / "summary.json", paths.metrics_dir / "metrics.json"):
         if f.exists():
@@ -122,6 +154,9 @@ def main(identity: str) -> None:
     lip_flag = "dubbed_audio" if dub else None
     if dub:
         notes.append(f"dubbed_audio: {dub}")
+
+    scorer, sync_reason = syncnet_scorer(p)
+    syncnet: dict[str, dict[str, Any]] = {}  # render name -> Sync-C/E
 
     # ---- self-reconstruction on the held-out frames -------------------------------------------
     clip = first_clip(paths)
@@ -156,6 +191,7 @@ def main(identity: str) -> None:
             M.missing("lpips", f"LPIPS AlexNet trunk unavailable: {exc}")
         # motion: the landmarks stage's detector on rendered frames vs the landmarks table (real)
         teacher, why = landmark_teacher(p)
+        lm_p = ff_p = lm_g = ff_g = None  # landmarks of rendered / real frames, when the detector runs
         if teacher is None:
             for k in ("lmd", "aue_l", "aue_u"):
                 M.missing(k, why or "")
@@ -197,6 +233,12 @@ def main(identity: str) -> None:
                                               "sync_real": sync_of(curves["mouth_open_real"], wave, fps)}
             s = M.extra["self_reconstruction"]["sync_render"]
             M.extra["av_offset_frames"], M.extra["av_confidence"] = s["av_offset_frames"], s["av_confidence"]
+        if scorer is not None:  # SyncNet on render and real frames; face crops from the landmarks when detected
+            wave_h = audio_of(paths.audio(clip))[int(round(h0 * SAMPLE_RATE / fps)):]
+            syncnet["heldout"] = syncnet_of(scorer, pred, wave_h, lm_p, ff_p)
+            sr = M.extra.setdefault("self_reconstruction", {"frames": T, "clip": clip, "from_frame": int(h0)})
+            sr["syncnet_render"] = syncnet["heldout"]
+            sr["syncnet_real"] = syncnet_of(scorer, gt, wave_h, lm_g, ff_g)
         # emotion-intensity setting (Table 2) where truth labels exist
         truth = source_dir(p, identity) / "truth" / f"{clip}.npz"
         g = np.asarray(renders["renders"].get("heldout", {}).get("g", []), float)[:T]
@@ -225,25 +267,39 @@ def main(identity: str) -> None:
         if name == "heldout":
             continue
         mp4 = paths.renders / f"{name}.mp4"
-        if teacher is None:
+        if teacher is None and scorer is None:
             ood[name] = {"kind": r["kind"], "reason": why}
             continue
         frames = read_mp4(mp4, p.evaluate.max_frames)
-        lm_p, _, ff_p = detect(teacher, frames, f"render:{name}")
-        ood[name] = {"kind": r["kind"], "note": r["note"], "face_found": float(ff_p.mean()) if len(ff_p) else 0.0,
-                     **sync_of(mouth_opening(lm_p), audio_of(mp4), fps)}
+        wave = audio_of(mp4)
+        lm_o = ff_o = None
+        if teacher is None:
+            ood[name] = {"kind": r["kind"], "note": r["note"], "reason": why}
+        else:
+            lm_o, _, ff_o = detect(teacher, frames, f"render:{name}")
+            ood[name] = {"kind": r["kind"], "note": r["note"], "face_found": float(ff_o.mean()) if len(ff_o) else 0.0,
+                         **sync_of(mouth_opening(lm_o), wave, fps)}
+        if scorer is not None:
+            syncnet[name] = syncnet_of(scorer, frames, wave, lm_o, ff_o)
+            ood[name]["syncnet"] = syncnet[name]
     if teacher is not None:
         teacher.close()
     M.extra["ood_audio"] = ood
 
     # ---- SyncNet, efficiency ----------------------------------------------------------------------
-    sn = p.evaluate.syncnet_weights
-    reason = (f"SyncNet weights not found at {sn}" if sn and not Path(sn).exists() else
-              "no SyncNet weights (evaluate.syncnet_weights is null; no SyncNet weights ship offline)")
-    if sn and Path(sn).exists():
-        reason = "SyncNet evaluation is not implemented in this build; see av_offset_frames / av_confidence"
-    M.missing("sync_c", reason)
-    M.missing("sync_e", reason)
+    if scorer is None:
+        M.missing("sync_c", sync_reason or "")
+        M.missing("sync_e", sync_reason or "")
+    else:
+        src = next((n for n in ("heldout", *syncnet) if syncnet.get(n, {}).get("sync_c") is not None), None)
+        if src is None:
+            why_s = "; ".join(f"{n}: {v.get('reason')}" for n, v in syncnet.items()) or "no render to score"
+            M.missing("sync_c", f"SyncNet scored no render ({why_s})")
+            M.missing("sync_e", f"SyncNet scored no render ({why_s})")
+        else:
+            M.set("sync_c", syncnet[src]["sync_c"])
+            M.set("sync_e", syncnet[src]["sync_e"])
+            M.extra["sync_source"] = src
     h = renders["renders"].get("heldout") or next(iter(renders["renders"].values()), None)
     if h and h.get("fps"):
         M.set("fps", h["fps"])
