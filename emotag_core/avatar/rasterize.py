@@ -117,6 +117,13 @@ def rasterize(g: Gaussians, K: Tensor, viewmat: Tensor, width: int, height: int,
     else:
         from emotag_core.avatar.cpu_raster import rasterize_torch as fn
     feat, alpha, zacc = fn(g.means, g.quats, g.scales, opac, feats, viewmat, K, width, height, **kw)
+    return finish_maps(feat, alpha, zacc, background, with_geometry)
+
+
+def finish_maps(feat: Tensor, alpha: Tensor, zacc: Tensor, background: Tensor | None = None,
+                with_geometry: bool = True) -> RenderOutput:
+    """The post-step of `rasterize`: splatted features [B, H, W, D], alpha and accumulated depth
+    [B, H, W, 1] -> colour (background composited), alpha, depth and normal maps."""
     rgb = feat[..., :3]
     if background is not None:
         bg = background

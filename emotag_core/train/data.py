@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from emotag_core.errors import InputError, SchemaError
+from emotag_core.errors import ConfigError, InputError, SchemaError
 from emotag_core.io.frames import decode_jpeg
 from emotag_core.io.tables import EMOTION_LABELS, UPPER_AUS, TableReader, column_array
 
@@ -246,8 +246,13 @@ class Batch:
     normal: Tensor | None = None  # [B, S, S, 3]
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def to(self, device: torch.device | str) -> "Batch":
-        kw = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        kw = {k: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**kw)
+
+    def pin_memory(self) -> "Batch":
+        """The same batch in page-locked host memory (for asynchronous copies to CUDA)."""
+        kw = {k: (v.pin_memory() if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
         return Batch(**kw)
 
 
@@ -299,6 +304,9 @@ class CorpusLoader:
             weights.append(len(pool))
         self.weights = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.step = 0
+        self.max_seconds = max_seconds
+        self._dev: dict[str, dict[str, Tensor]] | None = None  # preloaded pools (see `preload`)
+        self.device: torch.device | None = None
 
     def n_frames(self, identity: str) -> int:
         return len(self._pool[identity])
@@ -327,13 +335,71 @@ class CorpusLoader:
 
     def next_batch(self) -> Batch:
         ident, rows = self.sample()
+        if self._dev is not None:
+            return self._gather(ident, rows)
         return self.load(ident, rows)
 
-    def load(self, ident: str, rows: np.ndarray) -> Batch:
-        """Read the frames at index `rows` of identity `ident` (row groups through the cache)."""
+    @property
+    def preloaded(self) -> bool:
+        return self._dev is not None
+
+    def preload(self, device: torch.device | str) -> int:
+        """Read and decode, once, every frame the sampler can draw, onto `device`; returns the bytes held.
+
+        Only for a time-limited pool (`max_seconds`, e.g. adaptation's 5 s clip): memory is bounded by
+        that limit, never by the video length. Later batches are gathered there (no Parquet reads,
+        no JPEG decoding, no host->device copies of frames) and are bit-identical to `load`'s.
+        """
+        if self.max_seconds is None:
+            raise ConfigError("CorpusLoader.preload needs a time-limited pool (`max_seconds`); "
+                              "whole videos are streamed, never preloaded")
+        dev = torch.device(device)
+        # 0..255 -> [0, 1] as the CPU computes it (a device division may round differently)
+        lut = torch.arange(256, dtype=torch.float32) / 255.0
+        held: dict[str, dict[str, Tensor]] = {}
+        total = 0
+        for ident in self.ids:
+            pool = self._pool[ident]
+            # the same reads and conversions as a streamed batch of the whole pool, frames kept as uint8
+            b = self.load(ident, pool, images=False)
+            d: dict[str, Tensor] = {"pool": torch.as_tensor(pool), "lut": lut.to(dev)}
+            if self.with_images:
+                d["image_u8"] = torch.from_numpy(self._images_u8(ident, pool)).to(dev)  # [P, S, S, 3]
+            for k in ("audio", "aus", "p_emo", "e", "expr", "jaw", "rot", "trans"):
+                d[k] = getattr(b, k).to(dev)
+            d["s"] = b.s[:1].expand(self.batch_size, -1).contiguous().to(dev)  # [B, S_id]
+            if b.depth is not None and b.normal is not None:  # float16 maps: the exact values
+                d["depth"], d["normal"] = b.depth.half().to(dev), b.normal.half().to(dev)
+            total += sum(int(t.numel() * t.element_size()) for t in d.values())
+            held[ident] = d
+        self._dev, self.device = held, dev
+        return total
+
+    def _gather(self, ident: str, rows: np.ndarray) -> Batch:
+        """The batch at index `rows` from the preloaded pool (gathers on its device, no host sync)."""
+        d = self._dev[ident]  # type: ignore[index]
+        pos = np.searchsorted(d["pool"].numpy(), rows)
+        idx = torch.from_numpy(pos)
+        if self.device is not None and self.device.type == "cuda":
+            idx = idx.pin_memory().to(self.device, non_blocking=True)
+        b = len(rows)
+        if "image_u8" in d:
+            image = d["lut"][d["image_u8"][idx].long()].permute(0, 3, 1, 2)
+        else:
+            image = torch.empty(b, 3, 0, 0, device=self.device)
+        g = {k: d[k][idx] for k in ("audio", "aus", "p_emo", "e", "expr", "jaw", "rot", "trans")}
+        batch = Batch(identity=ident, rows=rows, image=image, s=d["s"], **g)
+        if "depth" in d:
+            batch.depth, batch.normal = d["depth"][idx].float(), d["normal"][idx].float()
+        return batch
+
+    def load(self, ident: str, rows: np.ndarray, images: bool = True) -> Batch:
+        """Read the frames at index `rows` of identity `ident` (row groups through the cache).
+
+        `images=False` leaves `Batch.image` empty [B, 3, 0, 0] whatever `with_images` says."""
         cols = self._cols[ident]
         meta = self.indices[ident].meta
-        image = self._images(ident, rows) if self.with_images else torch.empty(len(rows), 3, 0, 0)
+        image = self._images(ident, rows) if self.with_images and images else torch.empty(len(rows), 3, 0, 0)
         frame = cols["frame"][rows].astype(np.int64)
         clip_len = cols["clip_len"][rows]
         win = np.clip(frame[:, None] + self.offsets[None, :], 0, clip_len[:, None] - 1)
@@ -357,6 +423,10 @@ class CorpusLoader:
 
     def _images(self, ident: str, rows: np.ndarray) -> Tensor:
         """Frame crops at index `rows`, resized to the training size -> [B, 3, S, S] in [0, 1]."""
+        return torch.from_numpy(self._images_u8(ident, rows)).permute(0, 3, 1, 2).float() / 255.0
+
+    def _images_u8(self, ident: str, rows: np.ndarray) -> np.ndarray:
+        """Frame crops at index `rows`, resized to the training size -> uint8 [B, S, S, 3]."""
         import cv2
 
         s = self.image_size
@@ -370,7 +440,7 @@ class CorpusLoader:
             if im.shape[0] != s or im.shape[1] != s:
                 im = cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA)
             imgs.append(im)
-        return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+        return np.stack(imgs)
 
     def _geometry(self, ident: str, rows: np.ndarray, size: int) -> tuple[Tensor, Tensor]:
         import cv2
@@ -387,3 +457,77 @@ class CorpusLoader:
             ds.append(d)
             ns.append(n)
         return torch.from_numpy(np.stack(ds)), torch.from_numpy(np.stack(ns))
+
+
+class Prefetcher:
+    """Reads a streaming CorpusLoader's next batches in a background thread (Parquet reads and JPEG
+    decoding overlap the device's work). The same batches in the same order; `state_dict()` is the
+    loader state after the last batch handed out, so a checkpoint resumes exactly.
+    """
+
+    def __init__(self, loader: CorpusLoader, depth: int = 3, pin: bool = False) -> None:
+        self.loader = loader
+        self.depth = depth
+        self.pin = pin
+        self._state: dict[str, Any] | None = None
+        self._thread: Any = None
+        self._q: Any = None
+        self._stop = False
+
+    def __getattr__(self, name: str) -> Any:  # ids, cache, n_frames ... of the wrapped loader
+        return getattr(self.__dict__["loader"], name)
+
+    def _start(self) -> None:
+        import queue
+        import threading
+
+        self._state = self.loader.state_dict()
+        self._q = queue.Queue(maxsize=self.depth)
+        self._stop = False
+
+        def work() -> None:
+            while not self._stop:
+                try:
+                    b = self.loader.next_batch()
+                    item: Any = (b.pin_memory() if self.pin else b, self.loader.state_dict())
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                    item = exc
+                while not self._stop:
+                    try:
+                        self._q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if isinstance(item, BaseException):
+                    return
+
+        self._thread = threading.Thread(target=work, name="corpus-prefetch", daemon=True)
+        self._thread.start()
+
+    def next_batch(self) -> Batch:
+        if self._thread is None:
+            self._start()
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        batch, self._state = item
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self._state) if self._thread is not None and self._state is not None else self.loader.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.close()
+        self.loader.load_state_dict(state)
+
+    def close(self) -> None:
+        """Stop the reader thread; the wrapped loader is left at the state of the last batch handed out."""
+        if self._thread is None:
+            return
+        self._stop = True
+        self._thread.join()
+        state = self._state
+        self._thread = self._q = None
+        if state is not None:
+            self.loader.load_state_dict(state)

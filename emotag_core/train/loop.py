@@ -20,7 +20,8 @@ from emotag_core.errors import ConfigError, DivergenceError
 from emotag_core.motion.grmn import GRMN
 from emotag_core.train import losses
 from emotag_core.train.checkpoint import load_latest, save_checkpoint
-from emotag_core.train.data import Batch, CorpusLoader
+from emotag_core.train import fast as _fast
+from emotag_core.train.data import Batch, CorpusLoader, Prefetcher
 
 LogFn = Callable[[int, Mapping[str, float]], None]
 
@@ -77,6 +78,12 @@ class LoopConfig:
     """AdamW weight decay of the network parameters."""
     scene_lr: float | None = None
     """Adaptation: learning rate of the identity's Gaussians and background (None = `lr`)."""
+    cuda_graphs: bool = True
+    """On CUDA with the gsplat rasterizer: replay the step's pose and loss parts from CUDA graphs
+    (`train.fast`; the same losses and gradients, far fewer kernel launches)."""
+    preload: bool = True
+    """On CUDA: a time-limited loader (adaptation's clip) is decoded onto the device once; a streaming
+    one (pretraining) reads ahead in a background thread."""
 
 
 def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
@@ -85,6 +92,15 @@ def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossS
 
     With `sw.render` off (motion-only) `scene` may be None and `static` must be False.
     """
+    total, terms, out = loss_terms(grmn, scene, batch, static, sw, size)
+    values = {k: float(v) for k, v in terms.items()}
+    _check_finite(values, batch)
+    return total, values, out
+
+
+def loss_terms(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
+               size: int) -> tuple[Tensor, dict[str, Tensor], Any]:
+    """`compute_losses` without reading anything back: per-term values stay detached device tensors."""
     out = None
     if static and not sw.render:
         raise ValueError("motion-only training has no static-appearance stage")
@@ -94,37 +110,68 @@ def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossS
         out = grmn(batch.audio, batch.aus, batch.s)
         expr, jaw, mouth = out.expr, out.jaw, out.mouth
     r: dict[str, Tensor] = {}
-    terms: dict[str, float] = {}
+    terms: dict[str, Tensor] = {}
     total = batch.audio.new_zeros(())
     if sw.render:
         r = scene.render(expr, jaw, batch.rot, batch.trans, mouth, size)
         l_render = losses.render_loss(r["image"], batch.image)  # Eq. 11
         total = total + l_render
-        terms["render"] = float(l_render.detach())
+        terms["render"] = l_render.detach()
     if out is not None:
         if sw.kl and out.z_e is not None:
             l_kl = losses.kl_loss(batch.p_emo, out.z_e)  # Eq. 12
             total = total + l_kl
-            terms["kl"] = float(l_kl.detach())
+            terms["kl"] = l_kl.detach()
         if sw.score and out.z_e is not None:
             l_score = losses.score_loss(out.g, batch.e)  # Eq. 13
             total = total + l_score
-            terms["score"] = float(l_score.detach())
+            terms["score"] = l_score.detach()
         if sw.param_supervision > 0:
             l_param = losses.param_loss(out.expr, out.jaw, batch.expr, batch.jaw)
             total = total + sw.param_supervision * l_param
-            terms["param"] = float(l_param.detach())
-        terms["gate_mean"] = float(out.g.detach().mean())
+            terms["param"] = l_param.detach()
+        terms["gate_mean"] = out.g.detach().mean()
     if sw.geo and sw.render and batch.depth is not None and batch.normal is not None:
         l_geo = losses.geo_loss(r["depth"], batch.depth, r["normal"], batch.normal)  # Eq. 14
         total = total + l_geo
-        terms["geo"] = float(l_geo.detach())
-    terms["loss"] = float(total.detach())
+        terms["geo"] = l_geo.detach()
+    terms["loss"] = total.detach()
+    return total, terms, out
+
+
+def _check_finite(terms: Mapping[str, float], batch: Batch) -> None:
+    _raise_if_diverged(terms, batch.identity, batch.rows)
+
+
+def _raise_if_diverged(terms: Mapping[str, float], identity: str, rows: Any) -> None:
     if not math.isfinite(terms["loss"]):
         bad = [k for k, v in terms.items() if not math.isfinite(v)]
-        raise DivergenceError(f"identity `{batch.identity}`, index rows {batch.rows.tolist()}: loss terms {bad} "
+        raise DivergenceError(f"identity `{identity}`, index rows {rows.tolist()}: loss terms {bad} "
                               "are NaN/Inf; lower the learning rate or check these frames' tables")
-    return total, terms, out
+
+
+class _Pending:
+    """Loss terms of the iterations not read back yet (CUDA: one device->host copy per log step)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, str, Any, bool, dict[str, Tensor]]] = []
+
+    def add(self, it: int, batch: Batch, static: bool, terms: dict[str, Tensor]) -> None:
+        self.items.append((it, batch.identity, batch.rows, static, terms))
+
+    def flush(self) -> list[tuple[int, bool, dict[str, float]]]:
+        """Read every pending term back at once; raises DivergenceError at the first non-finite loss."""
+        if not self.items:
+            return []
+        flat = torch.stack([v.float().reshape(()) for *_, t in self.items for v in t.values()]).tolist()
+        out, k = [], 0
+        for it, identity, rows, static, t in self.items:
+            vals = dict(zip(t, flat[k:k + len(t)]))
+            k += len(t)
+            _raise_if_diverged(vals, identity, rows)
+            out.append((it, static, vals))
+        self.items = []
+        return out
 
 
 def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: torch.optim.Optimizer,
@@ -141,36 +188,76 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
         seen = dict(state["seen"])
         start = int(state["iteration"])
 
+    from tqdm import tqdm
+
+    cuda = torch.device(device).type == "cuda"
+    fast = None
+    if cuda and cfg.cuda_graphs and any(_fast.supported(m, sw, device) for m in scenes.values()):
+        fast = _fast.GraphedStep(grmn, sw, cfg.image_size)
+    source: Any = loader
+    if cuda and cfg.preload and isinstance(loader, CorpusLoader) and not loader.preloaded:
+        if loader.max_seconds is not None:
+            loader.preload(device)  # the bounded adaptation clip, decoded once
+        else:
+            source = Prefetcher(loader, pin=True)  # streaming corpus: read ahead
+
     def checkpoint(it: int) -> None:
         if ckpt_dir is None:
             return
         save_checkpoint(ckpt_dir, it, {"fingerprint": fingerprint, "grmn": grmn.state_dict(),
                                        "scenes": scenes.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "loader": loader.state_dict(), "seen": dict(seen)})
+                                       "loader": source.state_dict(), "seen": dict(seen)})
 
-    from tqdm import tqdm
-
+    pending = _Pending()
+    ready: list[tuple[int, bool, dict[str, float]]] = []
     bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="it", disable=not progress, dynamic_ncols=True)
     last: dict[str, float] = {}
-    for it in range(start, cfg.iters):
-        batch = loader.next_batch().to(device)
-        static = sw.render and seen[batch.identity] < cfg.static_iters
-        seen[batch.identity] += 1
-        optimizer.zero_grad(set_to_none=True)
-        scene = scenes[batch.identity] if batch.identity in scenes else None
-        total, terms, _ = compute_losses(grmn, scene, batch, static, sw, cfg.image_size)
-        total.backward()
-        optimizer.step()
-        last = terms
-        if log is not None and (it + 1) % cfg.log_every == 0:
-            log(it + 1, dict(terms, static=float(static)))
-        bar.set_postfix(loss=f"{terms['loss']:.4f}", stage="static" if static else "joint", refresh=False)
-        bar.update(1)
-        if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iters:
-            checkpoint(it + 1)
+
+    def emit() -> None:
+        nonlocal last
+        for i, st, vals in ready:
+            last = vals
+            if log is not None and (i + 1) % cfg.log_every == 0:
+                log(i + 1, dict(vals, static=float(st)))
+            bar.set_postfix(loss=f"{vals['loss']:.4f}", stage="static" if st else "joint", refresh=False)
+        ready.clear()
+
+    try:
+        for it in range(start, cfg.iters):
+            batch = source.next_batch().to(device, non_blocking=cuda)
+            static = sw.render and seen[batch.identity] < cfg.static_iters
+            seen[batch.identity] += 1
+            optimizer.zero_grad(set_to_none=True)
+            scene = scenes[batch.identity] if batch.identity in scenes else None
+            if fast is not None and _fast.supported(scene, sw, device):
+                total, terms = fast(scene, batch, static)
+            else:
+                total, terms, _ = loss_terms(grmn, scene, batch, static, sw, cfg.image_size)
+            pending.add(it, batch, static, terms)
+            if not cuda:  # the CPU reads each loss back at once and stops before a diverged step
+                ready += pending.flush()
+            total.backward()
+            optimizer.step()
+            ckpt_now = bool(cfg.checkpoint_every) and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iters
+            if (it + 1) % cfg.log_every == 0 or ckpt_now:
+                ready += pending.flush()  # CUDA: one read-back per log step; a diverged run never checkpoints
+            emit()
+            bar.update(1)
+            if ckpt_now:
+                checkpoint(it + 1)
+        ready += pending.flush()
+        emit()
+    finally:
+        if isinstance(source, Prefetcher):
+            source.close()
     bar.close()
     checkpoint(cfg.iters)
     return {"iterations": cfg.iters, "resumed_from": start, "final": last, "static_steps": seen}
+
+
+def _adamw_kw(device: str | torch.device) -> dict[str, Any]:
+    """CUDA: the fused AdamW kernel (the same update rule in a few launches instead of dozens)."""
+    return {"fused": True} if torch.device(device).type == "cuda" else {}
 
 
 def pretrain(grmn: GRMN, scenes: Mapping[str, nn.Module], loader: CorpusLoader, cfg: LoopConfig,
@@ -181,7 +268,7 @@ def pretrain(grmn: GRMN, scenes: Mapping[str, nn.Module], loader: CorpusLoader, 
     groups = [{"params": list(grmn.parameters()), "weight_decay": cfg.weight_decay}]
     if len(list(mods.parameters())):  # motion-only runs have no scenes
         groups.append({"params": list(mods.parameters()), "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, **_adamw_kw(device))
     grmn.train()
     return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, "pretrain", progress)
 
@@ -208,6 +295,6 @@ def adapt(grmn: GRMN, scene: nn.Module | None, identity: str, loader: CorpusLoad
     groups = [{"params": tuned, "weight_decay": 0.0}]
     if scene is not None:
         groups.append({"params": list(mods.parameters()), "weight_decay": 0.0, "lr": cfg.scene_lr or cfg.lr})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, **_adamw_kw(device))
     grmn.eval()  # no dropout/batch statistics anywhere; frozen weights stay bit-identical
     return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress)

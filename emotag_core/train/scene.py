@@ -48,21 +48,37 @@ class IdentityScene(nn.Module):
     def n_mouth(self) -> int:
         return int(self.avatar.n_mouth)
 
+    def pose(self, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, mouth: Tensor | None) -> Any:
+        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> posed Gaussians (camera space)."""
+        verts = self.head[0](self.shape, expr, jaw, rot, trans)  # [B, V, 3]
+        return self.avatar.bind(verts, mouth if mouth is not None and self.n_mouth > 0 else None)
+
+    def intrinsics(self, size: int, batch: int) -> Tensor:
+        """K [B, 3, 3] at the render size."""
+        K = self.K.clone()
+        K[:2] *= size / self.frame_size
+        return K.expand(batch, 3, 3)
+
+    def composite(self, out: dict[str, Tensor], size: int) -> dict[str, Tensor]:
+        """Rasterized maps + the background image -> the same maps with `image` [B, 3, size, size] added."""
+        import torch.nn.functional as F
+
+        bg = F.interpolate(self.background, size=(size, size), mode="bilinear", align_corners=False)
+        out = dict(out)
+        out["image"] = out["colour"] + (1.0 - out["alpha"]) * bg.clamp(0, 1)
+        return out
+
     def render(self, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, mouth: Tensor | None,
                size: int) -> dict[str, Tensor]:
         """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> image [B, 3, size, size] etc."""
-        import torch.nn.functional as F
+        g = self.pose(expr, jaw, rot, trans, mouth)
+        return self.composite(self.rasterize(g, self.intrinsics(size, expr.shape[0]), size), size)
 
-        verts = self.head[0](self.shape, expr, jaw, rot, trans)  # [B, V, 3]
-        g = self.avatar.bind(verts, mouth if mouth is not None and self.n_mouth > 0 else None)
-        K = self.K.clone()
-        K[:2] *= size / self.frame_size
-        out = self.rasterize(g, K.expand(expr.shape[0], 3, 3), size)
-        bg = F.interpolate(self.background, size=(size, size), mode="bilinear", align_corners=False)
-        alpha = out["alpha"]
-        out = dict(out)
-        out["image"] = out["colour"] + (1.0 - alpha) * bg.clamp(0, 1)
-        return out
+
+def render_maps(r: Any) -> dict[str, Tensor]:
+    """An avatar RenderOutput -> the layout `render` returns (colour/alpha [B, C, H, W], depth [B, H, W], normal)."""
+    return {"colour": r.color.permute(0, 3, 1, 2), "alpha": r.alpha.permute(0, 3, 1, 2),
+            "depth": r.depth[..., 0], "normal": r.normal}
 
 
 def gaussian_rasterize(backend: str = "auto") -> Rasterize:
@@ -73,10 +89,9 @@ def gaussian_rasterize(backend: str = "auto") -> Rasterize:
 
         B = K.shape[0]
         view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4)  # Gaussians are in camera space
-        r = rasterize(g, K, view, size, size, background=None, backend=backend)
-        return {"colour": r.color.permute(0, 3, 1, 2), "alpha": r.alpha.permute(0, 3, 1, 2),
-                "depth": r.depth[..., 0], "normal": r.normal}
+        return render_maps(rasterize(g, K, view, size, size, background=None, backend=backend))
 
+    fn.backend = backend  # type: ignore[attr-defined]  # the training loop's CUDA-graph path reads it
     return fn
 
 

@@ -1,0 +1,197 @@
+"""The training step on CUDA with everything but the rasterizer replayed from CUDA graphs.
+
+At batch 1 and 512x512 a step is launch bound: GRMN (4 Transformer layers, two 112k-wide decoder
+heads), the head model, the binding (Eq. 7-8), the splat features, the map post-step and the
+losses launch close to a thousand small kernels forward and backward, while the rasterizer itself
+takes ~1 ms. This module computes exactly what `loop.compute_losses` computes, in three parts:
+
+    pose   (CUDA graph, forward + backward): [GRMN ->] head model -> binding -> splat features
+                                              [+ L_KL, L_Score, param L1 from GRMN's outputs]
+    gsplat (eager: it sizes its tile lists on the host, which a graph cannot hold)
+    maps   (CUDA graph, forward + backward): map post-step -> background composite -> L_Render, L_Geo
+
+The graphs come from `torch.cuda.make_graphed_callables` (autograd-aware: gradients reach the
+same parameters as the eager step), captured on first use per (identity, stage); parameters are
+read in place, so optimizer steps and `load_state_dict` are seen by every replay.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from emotag_core.train import losses
+
+
+def supported(scene: Any, sw: Any, device: str | torch.device) -> bool:
+    """Whether the graphed step can run this scene: CUDA, an IdentityScene with the gsplat rasterizer."""
+    from emotag_core.train.scene import IdentityScene
+
+    return (torch.device(device).type == "cuda" and sw.render and isinstance(scene, IdentityScene)
+            and getattr(scene.rasterize, "backend", None) in ("auto", "gsplat"))
+
+
+def _splat_inputs(g: Any, viewmat: Tensor) -> tuple[Tensor, ...]:
+    """What `avatar.rasterize` hands the gsplat backend: means, quats, scales, opacities [B, N], features."""
+    from emotag_core.avatar.rasterize import gaussian_features
+
+    feats = gaussian_features(g, viewmat, with_normals=True)  # [B, N, 6] RGB + camera-space normal
+    B, N = g.batch, g.n
+    opac = g.opacities if g.opacities.ndim == 2 else g.opacities[None].expand(B, N)
+    return g.means, g.quats, g.scales, opac, feats
+
+
+class _Pose(nn.Module):
+    """[GRMN ->] head model -> binding -> splat inputs (+ GRMN's loss terms); a graphed callable."""
+
+    def __init__(self, grmn: nn.Module | None, scene: Any, sw: Any, viewmat: Tensor) -> None:
+        super().__init__()
+        self.grmn = grmn
+        self.avatar = scene.avatar
+        self._scene = [scene]  # not a submodule: only the avatar's parameters are graph inputs
+        self.sw = sw
+        self.register_buffer("viewmat", viewmat)
+        self.terms: list[str] = []
+
+    def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
+        scene, sw = self._scene[0], self.sw
+        if self.grmn is None:  # static stage: tracked motion
+            expr, jaw, rot, trans = args
+            return _splat_inputs(scene.pose(expr, jaw, rot, trans, None), self.viewmat)
+        audio, aus, s, rot, trans, p_emo, e, expr_t, jaw_t = args
+        out = self.grmn(audio, aus, s)
+        splat = _splat_inputs(scene.pose(out.expr, out.jaw, rot, trans, out.mouth), self.viewmat)
+        terms: dict[str, Tensor] = {}
+        if sw.kl and out.z_e is not None:
+            terms["kl"] = losses.kl_loss(p_emo, out.z_e)  # Eq. 12
+        if sw.score and out.z_e is not None:
+            terms["score"] = losses.score_loss(out.g, e)  # Eq. 13
+        if sw.param_supervision > 0:
+            terms["param"] = losses.param_loss(out.expr, out.jaw, expr_t, jaw_t)
+        terms["gate_mean"] = out.g.detach().mean()
+        self.terms = list(terms)
+        return (*splat, *terms.values())
+
+
+class _Maps(nn.Module):
+    """Splatted features -> maps -> composite -> L_Render (Eq. 11) [+ L_Geo (Eq. 14)]; a graphed callable."""
+
+    def __init__(self, scene: Any, size: int, geo: bool) -> None:
+        super().__init__()
+        self.background = scene.background  # the only parameter this part reads
+        self._scene = [scene]
+        self.size = size
+        self.geo = geo
+
+    def forward(self, feat: Tensor, alpha: Tensor, zacc: Tensor, ref: Tensor, *geo: Tensor) -> tuple[Tensor, ...]:
+        from emotag_core.avatar.rasterize import finish_maps
+        from emotag_core.train.scene import render_maps
+
+        r = self._scene[0].composite(render_maps(finish_maps(feat, alpha, zacc)), self.size)
+        l_render = losses.render_loss(r["image"], ref)
+        if not self.geo:
+            return (l_render,)
+        return l_render, losses.geo_loss(r["depth"], geo[0], r["normal"], geo[1])
+
+
+class GraphedStep:
+    """`loop.compute_losses` for IdentityScenes on CUDA, from CUDA graphs; returns tensors, never syncs
+    beyond gsplat's own read of its intersection count.
+
+    `timing` (a dict) switches on synchronized per-phase timers (milliseconds appended per phase),
+    for benchmarks only.
+    """
+
+    def __init__(self, grmn: nn.Module, sw: Any, size: int, timing: dict[str, list[float]] | None = None) -> None:
+        self.grmn = grmn
+        self.sw = sw
+        self.size = size
+        self.timing = timing
+        self._pose: dict[tuple[str, bool], Callable[..., Any] | None] = {}
+        self._maps: dict[tuple[str, bool], Callable[..., Any] | None] = {}
+        self._terms: dict[tuple[str, bool], list[str]] = {}
+        self._K: dict[str, Tensor] = {}
+
+    def _mark(self, name: str, t0: float) -> float:
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        self.timing.setdefault(name, []).append(1e3 * (t1 - t0))  # type: ignore[union-attr]
+        return t1
+
+    def _graph(self, fn: nn.Module, args: tuple[Tensor, ...], what: str) -> Callable[..., Any] | None:
+        sample = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
+        try:
+            return torch.cuda.make_graphed_callables(fn, sample, num_warmup_iters=3, allow_unused_input=True)
+        except Exception as exc:  # noqa: BLE001 - an unsupported op: this part stays eager, same results
+            warnings.warn(f"training step: CUDA-graph capture of {what} failed ({type(exc).__name__}: {exc}); "
+                          "running it eagerly", stacklevel=2)
+            return None
+
+    def __call__(self, scene: Any, batch: Any, static: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """(total loss, per-term detached tensors) of one batch, as `loop.compute_losses` defines them."""
+        from emotag_core.avatar.gsplat_raster import rasterize_gsplat
+
+        sw, size, B = self.sw, self.size, batch.image.shape[0]
+        key = (batch.identity, static)
+        t = time.perf_counter() if self.timing is not None else 0.0
+        if batch.identity not in self._K:
+            self._K[batch.identity] = scene.intrinsics(size, B).contiguous()
+        K = self._K[batch.identity]
+        if key not in self._pose:
+            view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4).contiguous()
+            mod = _Pose(None if static else self.grmn, scene, sw, view)
+            args = self._pose_args(batch, static)
+            with torch.no_grad():
+                mod(*args)  # records which loss terms the graph returns
+            self._terms[key] = list(mod.terms)
+            self._pose[key] = self._graph(mod, args, f"the {'static' if static else 'joint'} pose of `{batch.identity}`") or mod
+        out = self._pose[key](*self._pose_args(batch, static))  # type: ignore[misc]
+        means, quats, scales, opac, feats = out[:5]
+        named = dict(zip(self._terms[key], out[5:]))
+        if self.timing is not None:
+            t = self._mark("pose_fwd" if static else "grmn_pose_fwd", t)
+        view = self._pose_view(B, K)
+        feat, alpha, zacc = rasterize_gsplat(means, quats, scales, opac, feats, view, K, size, size)
+        if self.timing is not None:
+            t = self._mark("gsplat_fwd", t)
+        geo = sw.geo and batch.depth is not None and batch.normal is not None
+        margs = (feat, alpha, zacc, batch.image) + ((batch.depth, batch.normal) if geo else ())
+        mkey = (batch.identity, geo)
+        if mkey not in self._maps:
+            self._maps[mkey] = self._graph(_Maps(scene, size, geo), margs, f"the loss maps of `{batch.identity}`") \
+                or _Maps(scene, size, geo)
+        lt = self._maps[mkey](*margs)  # type: ignore[misc]
+        if self.timing is not None:
+            t = self._mark("maps_losses_fwd", t)
+        # Eq. 10, summed in `compute_losses`'s order
+        total = batch.audio.new_zeros(()) + lt[0]
+        terms = {"render": lt[0].detach()}
+        for name in ("kl", "score"):
+            if name in named:
+                total = total + named[name]
+                terms[name] = named[name].detach()
+        if "param" in named:
+            total = total + sw.param_supervision * named["param"]
+            terms["param"] = named["param"].detach()
+        if "gate_mean" in named:
+            terms["gate_mean"] = named["gate_mean"].detach()
+        if geo:
+            total = total + lt[1]
+            terms["geo"] = lt[1].detach()
+        terms["loss"] = total.detach()
+        return total, terms
+
+    def _pose_view(self, B: int, K: Tensor) -> Tensor:
+        if not hasattr(self, "_view"):
+            self._view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4)
+        return self._view
+
+    @staticmethod
+    def _pose_args(batch: Any, static: bool) -> tuple[Tensor, ...]:
+        if static:
+            return batch.expr, batch.jaw, batch.rot, batch.trans
+        return batch.audio, batch.aus, batch.s, batch.rot, batch.trans, batch.p_emo, batch.e, batch.expr, batch.jaw

@@ -1,0 +1,111 @@
+"""The CUDA-graph training step computes what the eager step computes (losses and every gradient),
+and the preloaded adaptation clip on CUDA gives the streamed batches bit for bit."""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from emotag_core.config import FlameConfig
+from emotag_core.io.tables import UPPER_AUS
+from emotag_core.motion.grmn import GRMN, GRMNSpec
+from emotag_core.train.data import CorpusLoader, build_identity_index
+from emotag_core.train.fast import GraphedStep
+from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, freeze_for_adaptation, loss_terms
+from emotag_core.train.scene import build_scene
+
+pytestmark = pytest.mark.gpu
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+SIZE, N = 96, 4000
+
+
+def _setup(tmp_path):
+    from bench_train import FEAT_DIM, ID_DIM, write_identity  # real schemas, synthetic values
+
+    from emotag_core.flame import load_head_model
+
+    torch.manual_seed(0)
+    head = load_head_model(FlameConfig(), "cuda")
+    paths = write_identity(tmp_path, "t", 3, head.n_expr, head.n_shape, (30, 20), SIZE, geometry=True)
+    ix = build_identity_index("t", paths)
+    scene = build_scene(head, ix.meta, N, None, "gsplat", "cuda")
+    with torch.no_grad():
+        scene.avatar.sh.add_(0.5 * torch.randn_like(scene.avatar.sh))
+        scene.background.uniform_(0, 1)
+    spec = GRMNSpec(audio_dim=FEAT_DIM, n_aus=len(UPPER_AUS), identity_dim=ID_DIM, n_expr=head.n_expr,
+                    n_mouth=scene.n_mouth, d_model=32, d_expr=16, n_layers=2, n_heads=4, hidden=32)
+    grmn = GRMN(spec).cuda()
+    with torch.no_grad():
+        for m in (grmn.decoder.base[-1], grmn.decoder.emo_decoder[-1]):
+            m.weight.normal_(std=0.02)
+    return ix, scene, grmn
+
+
+def _grads(mods) -> dict[str, torch.Tensor]:
+    return {f"{i}.{n}": p.grad.detach().clone() for i, m in enumerate(mods) for n, p in m.named_parameters()
+            if p.grad is not None}
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_graphed_step_matches_eager_losses_and_gradients(tmp_path, static):
+    ix, scene, grmn = _setup(tmp_path)
+    freeze_for_adaptation(grmn)
+    grmn.eval()
+    sw = LossSwitches(geo=True)
+    loader = CorpusLoader([ix], 2, SIZE, seed=0, with_geometry=True, max_seconds=1.0)
+    step = GraphedStep(grmn, sw, SIZE)
+    for k in range(3):  # the first call captures, the next ones replay on new batches
+        batch = loader.next_batch().to("cuda")
+        for m in (grmn, scene):
+            m.zero_grad(set_to_none=True)
+        tot_e, terms_e, _ = loss_terms(grmn, scene, batch, static, sw, SIZE)
+        tot_e.backward()
+        ge = _grads((grmn, scene))
+        for m in (grmn, scene):
+            m.zero_grad(set_to_none=True)
+        tot_g, terms_g = step(scene, batch, static)
+        tot_g.backward()
+        gg = _grads((grmn, scene))
+        assert set(terms_e) == set(terms_g) and set(ge) == set(gg) and ge
+        for name, v in terms_e.items():
+            torch.testing.assert_close(terms_g[name], v, rtol=1e-5, atol=1e-7, msg=f"{name} at batch {k}")
+        for name, v in ge.items():  # gsplat's backward accumulates with atomics: not bit-exact run to run
+            torch.testing.assert_close(gg[name], v, rtol=1e-3, atol=1e-6, msg=f"grad {name} at batch {k}")
+        assert not static or not any(n.startswith("0.") for n in gg)  # static: GRMN untouched
+
+
+def test_fast_adapt_follows_the_eager_run_and_keeps_frozen_weights(tmp_path):
+    ix, scene, grmn = _setup(tmp_path)
+    runs = {}
+    for fast in (False, True):
+        g, sc = copy.deepcopy(grmn), copy.deepcopy(scene)
+        before = {k: v.clone() for k, v in g.state_dict().items()}
+        log: list = []
+        cfg = LoopConfig(iters=24, static_iters=8, lr=5e-4, image_size=SIZE, checkpoint_every=0, log_every=4,
+                         cuda_graphs=fast, preload=fast)
+        loader = CorpusLoader([ix], 2, SIZE, seed=0, with_geometry=True, max_seconds=1.0)
+        adapt(g, sc, "t", loader, cfg, LossSwitches(geo=True), device="cuda", log=lambda s, t: log.append((s, t)),
+              progress=False)
+        changed = {k for k, v in g.state_dict().items() if not torch.equal(v, before[k])}
+        assert changed == g.adain_parameter_names()  # frozen GRMN weights bit-identical
+        assert loader.preloaded == fast
+        runs[fast] = log
+    assert [s for s, _ in runs[True]] == [4, 8, 12, 16, 20, 24]
+    for (s, te), (_, tf) in zip(runs[False], runs[True]):
+        assert set(te) == set(tf)
+        for k in te:
+            assert abs(te[k] - tf[k]) <= 1e-3 * abs(te[k]) + 1e-6, (s, k, te[k], tf[k])
+
+
+def test_preloaded_clip_on_cuda_is_bit_identical(tmp_path):
+    ix, _, _ = _setup(tmp_path)
+    kw = dict(batch_size=3, image_size=SIZE // 2, seed=2, with_geometry=True, max_seconds=1.2)
+    ref, pre = CorpusLoader([ix], **kw), CorpusLoader([ix], **kw)
+    pre.preload("cuda")
+    for _ in range(5):
+        a, b = ref.next_batch().to("cuda"), pre.next_batch()
+        for k in ("image", "audio", "aus", "s", "p_emo", "e", "expr", "jaw", "rot", "trans", "depth", "normal"):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k
