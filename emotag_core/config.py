@@ -356,6 +356,9 @@ class RenderConfig:
     """Frames per GRMN + rasterizer batch (1 in stream mode)."""
     device: str = "cpu"
     """Torch device for inference."""
+    graphed: Literal["auto"] | bool = "auto"
+    """CUDA-graph posing (GRMN + head model + binding replayed as one graph; same frames as eager):
+    auto = on when `device` is CUDA, true = always (an error on the CPU), false = eager everywhere."""
     size: int | None = None
     """Side the Gaussians are rasterized at; None = ingest.size. A smaller side is upsampled
     (bilinear) to ingest.size, so videos stay ingest.size square (the CPU smoke profile's shortcut)."""

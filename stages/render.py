@@ -43,17 +43,22 @@ def need_adapted(identity: str, paths: Paths) -> Path:
 
 
 def load_animator(identity: str, p: Params, paths: Paths, control: GateControl | None = None,
-                  device: str | None = None) -> Animator:
-    """Adapted GRMN + the identity's scene + its identity vector, ready to render."""
+                  device: str | None = None, batch: int | None = None) -> Animator:
+    """Adapted GRMN + the identity's scene + its identity vector, ready to render.
+
+    On CUDA (render.graphed auto/true) a `GraphedAnimator` built for `batch` frames (default
+    render.batch_size; the last partial batch is padded), else the eager `Animator`.
+    """
+    from emotag_core.render.graphed import build_animator
     from emotag_core.train.adapted import load_adapted  # the adapt stage's loader
 
     folder = need_adapted(identity, paths)
     dev = device or p.render.device
     grmn, scene, s = load_adapted(folder, p, device=dev)
-    size = int(p.ingest.size)
-    return Animator(grmn, scene, s, size=size, control=control or GateControl(p.render.gate_scale,
-                                                                              p.render.gate_override), device=dev,
-                    raster_size=p.render.size)
+    return build_animator(grmn, scene, s, graphed=p.render.graphed, batch=batch or p.render.batch_size,
+                          size=int(p.ingest.size), control=control or GateControl(p.render.gate_scale,
+                                                                                  p.render.gate_override),
+                          device=dev, raster_size=p.render.size)
 
 
 def feature_backend(p: Params) -> Any:
@@ -179,6 +184,12 @@ def jobs(identity: str, p: Params, paths: Paths, scratch: Path) -> list[RenderJo
     return out
 
 
+def animator_kind(animator: Animator) -> str:
+    """`graph (batch B)` for the CUDA-graph animator, `eager` otherwise (recorded in render.json)."""
+    poser = getattr(animator, "poser", None)
+    return f"{poser.mode} (batch {poser.batch})" if poser is not None else "eager"
+
+
 def trace_record(job: RenderJob, trace: RenderTrace) -> dict[str, Any]:
     return {"kind": job.kind, "note": job.note, **trace.summary(), "g": trace.g, "g_pred": trace.g_pred,
             "emotion": trace.emotion, "jaw_open": trace.jaw_open, "audio_rms": trace.audio_energy,
@@ -202,7 +213,8 @@ def main(identity: str) -> None:
     features = feature_backend(p)
     record: dict[str, Any] = {"identity": identity, "fps": p.ingest.fps, "size": animator.size, "raster_size": animator.raster_size,
                               "gate_scale": p.render.gate_scale, "gate_override": p.render.gate_override,
-                              "device": str(animator.device), "emotion_labels": list(EMOTION_LABELS), "renders": {}}
+                              "device": str(animator.device), "animator": animator_kind(animator),
+                              "emotion_labels": list(EMOTION_LABELS), "renders": {}}
     paths.renders.parent.mkdir(parents=True, exist_ok=True)  # scratch as a `.tmp-` sibling: swept after a kill
     with tempfile.TemporaryDirectory(prefix=".tmp-render-scratch-", dir=paths.renders.parent) as scratch, \
             atomic_dir(paths.renders) as tmp:
@@ -228,7 +240,7 @@ def stream(identity: str, audio: str | Path | Iterable[np.ndarray], out: str | P
     paths = Paths(identity)
     clip = p.render.cue_clip or first_clip(paths)
     cues = cue_track(paths, clip, 0, None, p.render.cue_mode)
-    trace = render_stream(load_animator(identity, p, paths), audio, feature_backend(p), cues, out=out,
+    trace = render_stream(load_animator(identity, p, paths, batch=1), audio, feature_backend(p), cues, out=out,
                           on_frame=on_frame, realtime=realtime, fps=p.ingest.fps)
     return trace.summary()
 

@@ -10,10 +10,12 @@ lists on the host (a device-to-host read of the intersection count), which a gra
     poser = FramePoser(grmn, scene, s, batch=1, mode="graph")
     colour = poser.render(audio_win, aus_win, rot, trans, size=512)   # [B, 3, H, W] in [0, 1]
     animator = GraphedAnimator(grmn, scene, s, batch=1, device="cuda")  # for render.driver.animate_stream
+    animator = build_animator(grmn, scene, s, graphed="auto", batch=8, device="cuda")  # what render@<id> uses
 
 Modes: `eager` (plain calls, the reference), `graph` (torch.cuda.CUDAGraph capture, CUDA only),
 `compile` (torch.compile of the posing function, any device). Outputs match `eager` to float
-rounding (tests/render/test_graphed_gpu.py); BENCHMARKS.md has the measured gains.
+rounding (tests/render/test_graphed.py, marked gpu); BENCHMARKS.md has the measured gains.
+`build_animator` picks the graphed animator on CUDA and the eager `Animator` on the CPU (`render.graphed`).
 """
 from __future__ import annotations
 
@@ -178,3 +180,22 @@ class GraphedAnimator(Animator):
         frames = (img[:n].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return Animated(frames, posed.g[:n].reshape(-1).cpu().numpy(), posed.g_pred[:n].reshape(-1).cpu().numpy(),
                         None if posed.p_emo is None else posed.p_emo[:n].cpu().numpy(), posed.jaw[:n].cpu().numpy())
+
+
+def build_animator(grmn: GRMN, scene: Any, s: Tensor, *, graphed: Literal["auto"] | bool = "auto", batch: int = 8,
+                   size: int = 512, control: GateControl | None = None, device: str | torch.device = "cpu",
+                   raster_size: int | None = None) -> Animator:
+    """The animator inference runs with: `GraphedAnimator` (CUDA-graph posing, batch `batch`) when
+    `graphed` is True, or "auto" on a CUDA device; else the eager `Animator`. Same frames, gate
+    control and traces either way (graph = eager to float rounding)."""
+    dev = torch.device(device)
+    if graphed not in ("auto", True, False):
+        raise ConfigError(f"render.graphed must be auto, true or false, got {graphed!r}")
+    use_graph = dev.type == "cuda" if graphed == "auto" else bool(graphed)
+    if use_graph and dev.type != "cuda":
+        raise ConfigError(f"render.graphed: true needs a CUDA device (render.device is {device}); "
+                          "set render.graphed: auto or false on the CPU")
+    if use_graph:
+        return GraphedAnimator(grmn, scene, s, batch=batch, size=size, control=control, device=dev, mode="graph",
+                               raster_size=raster_size)
+    return Animator(grmn, scene, s, size=size, control=control, device=dev, raster_size=raster_size)

@@ -17,7 +17,7 @@ from emotag_core.train.scene import build_scene
 torch.set_num_threads(1)
 
 
-def _setup(device: str, n_gaussians: int = 3000, d_model: int = 32, seed: int = 0):
+def _setup(device: str, n_gaussians: int = 3000, d_model: int = 32, seed: int = 0, audio_dim: int = 20):
     torch.manual_seed(seed)
     head = load_head_model(FlameConfig(), device)
     meta = {"shape": [0.0] * head.n_shape, "frame_size": [512, 512],
@@ -27,7 +27,7 @@ def _setup(device: str, n_gaussians: int = 3000, d_model: int = 32, seed: int = 
         scene.avatar.sh.add_(0.5 * torch.randn_like(scene.avatar.sh))
         scene.avatar.opacity_logit.add_(torch.randn_like(scene.avatar.opacity_logit))
         scene.background.uniform_(0, 1)
-    spec = GRMNSpec(audio_dim=20, n_aus=len(UPPER_AUS), identity_dim=8, n_expr=head.n_expr, n_mouth=scene.n_mouth,
+    spec = GRMNSpec(audio_dim=audio_dim, n_aus=len(UPPER_AUS), identity_dim=8, n_expr=head.n_expr, n_mouth=scene.n_mouth,
                     d_model=d_model, d_expr=16, n_layers=2, n_heads=4, hidden=32)
     grmn = GRMN(spec).to(device).eval()
     with torch.no_grad():  # larger decoder outputs so motion visibly moves the mesh
@@ -111,3 +111,120 @@ def test_fast_modes_match_eager_on_cuda(mode):
         assert float((ie - i_f).abs().mean()) < 1e-5 and float((ie - i_f).abs().max()) < 0.05
         imgs.append(i_f.clone())
     assert float((imgs[0] - imgs[1]).abs().max()) > 1e-2  # not a stale replay of the first inputs
+
+
+# ---- the render stage's animator: graphed on CUDA by default, eager on the CPU --------------------
+
+
+def _adapted(tmp_path, n_gaussians: int, d_model: int, audio_dim: int):
+    """An adapted identity on disk in adapt@<id>'s format (random GRMN, fitted-looking scene)."""
+    from emotag_core.config import Params
+    from emotag_core.train.adapted import save_adapted
+    from stages.common import Paths
+
+    head, scene, grmn = _setup("cpu", n_gaussians=n_gaussians, d_model=d_model, audio_dim=audio_dim)
+    s = torch.randn(grmn.spec.identity_dim, generator=torch.Generator().manual_seed(5))
+    meta = {"shape": [0.0] * head.n_shape, "frame_size": [512, 512], "identity_vector": s.tolist(),
+            "camera": {"fx": 900.0, "fy": 900.0, "cx": 256.0, "cy": 256.0}}
+    paths = Paths("anna", root=tmp_path)
+    save_adapted(paths.models, grmn, scene, meta, n_gaussians, seed=0)
+    return Params(), paths
+
+
+def _stream_frames(animator, T: int, batch: int, audio_dim: int):
+    """The render stage's frame loop (render_to_mp4 / render_stream run it) into a list -> frames, trace."""
+    import numpy as np
+
+    from emotag_core.render.driver import CueTrack, animate_stream
+    from emotag_core.teachers.audio import LogMelFeatures
+
+    rng = np.random.default_rng(0)
+    wave = (rng.normal(0, 0.2, T * 640) * np.repeat(rng.uniform(0, 1, T) ** 2, 640)).astype(np.float32)
+    n = 9  # cue clip shorter than the audio: pingpong
+    cues = CueTrack(rot=rng.normal(0, 0.1, (n, 3)), trans=np.tile([0, 0, 0.5], (n, 1)) + rng.normal(0, 0.005, (n, 3)),
+                    aus=rng.uniform(0, 3, (n, len(UPPER_AUS))), mode="pingpong", source="test cues")
+    feats = LogMelFeatures()
+    assert feats.feature_dim == audio_dim
+    out: dict[int, object] = {}
+    trace = animate_stream(animator, [wave[i:i + 640] for i in range(0, len(wave), 640)], feats, cues,
+                           lambda t, f, s: out.__setitem__(t, f), batch_size=batch)
+    return np.stack([out[t] for t in range(T)]), trace
+
+
+def test_stage_animator_is_eager_on_cpu_and_graph_needs_cuda(tmp_path):
+    from emotag_core.config import RenderConfig, from_dict
+    from emotag_core.render.graphed import build_animator
+    from stages.render import animator_kind, load_animator
+
+    assert from_dict(RenderConfig, {"graphed": "auto"}).graphed == "auto"
+    assert from_dict(RenderConfig, {"graphed": False}).graphed is False
+    with pytest.raises(ConfigError, match="graphed"):
+        from_dict(RenderConfig, {"graphed": "yes"})
+    p, paths = _adapted(tmp_path, n_gaussians=600, d_model=16, audio_dim=320)
+    p.ingest.size, p.render.size, p.render.gate_scale = 48, 32, 0.5
+    an = load_animator("anna", p, paths)
+    assert type(an) is Animator and animator_kind(an) == "eager" and an.size == 48 and an.raster_size == 32
+    assert an.control == GateControl(scale=0.5)
+    p.render.graphed = True
+    with pytest.raises(ConfigError, match="CUDA"):
+        load_animator("anna", p, paths)
+    with pytest.raises(ConfigError, match="auto, true or false"):
+        build_animator(an.grmn, an.scene, an.s, graphed="on")
+
+
+def test_poser_animator_streams_the_same_frames_as_eager(tmp_path):
+    """The render loop through GraphedAnimator (eager poser on the CPU) = through Animator: padding of
+    the last partial batch, gate control and traces included."""
+    from stages.render import load_animator
+
+    p, paths = _adapted(tmp_path, n_gaussians=600, d_model=16, audio_dim=320)
+    p.ingest.size, p.render.size, p.render.gate_override = 40, 32, 0.3
+    ref = load_animator("anna", p, paths)
+    fast = GraphedAnimator(ref.grmn, ref.scene, ref.s, batch=4, size=40, control=ref.control, mode="eager",
+                           raster_size=32)
+    T = 11  # 4 + 4 + 3: the last batch is padded
+    f_ref, t_ref = _stream_frames(ref, T, 4, 320)
+    f_fast, t_fast = _stream_frames(fast, T, 4, 320)
+    assert f_ref.shape == (T, 40, 40, 3)
+    assert abs(f_ref.astype(int) - f_fast.astype(int)).max() <= 1
+    assert abs(f_ref[0].astype(int) - f_ref[-1].astype(int)).max() > 10  # the stream is not a still
+    for k in ("g", "g_pred", "jaw_open", "cue_index"):
+        torch.testing.assert_close(torch.tensor(getattr(t_fast, k)), torch.tensor(getattr(t_ref, k)))
+    assert max(abs(g - 0.3) for g in t_fast.g) < 1e-6
+
+
+@pytest.mark.gpu
+def test_render_stage_graphed_matches_eager_on_cuda(tmp_path):
+    """render@<id>'s animator on CUDA: graphed by default, and the frames it streams = eager's."""
+    import numpy as np
+
+    from stages.render import animator_kind, load_animator
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    p, paths = _adapted(tmp_path, n_gaussians=20000, d_model=64, audio_dim=320)
+    p.render.device, p.render.batch_size, p.render.gate_scale, p.render.size = "cuda", 8, 0.6, 256
+    fast = load_animator("anna", p, paths)  # render.graphed: auto
+    assert isinstance(fast, GraphedAnimator) and animator_kind(fast) == "graph (batch 8)"
+    p.render.graphed = False
+    ref = load_animator("anna", p, paths)
+    assert type(ref) is Animator and animator_kind(ref) == "eager"
+    T = 21  # 8 + 8 + 5: the last batch is padded
+    f_ref, t_ref = _stream_frames(ref, T, 8, 320)
+    f_fast, t_fast = _stream_frames(fast, T, 8, 320)
+    assert f_fast.shape == f_ref.shape == (T, 512, 512, 3)
+    d = np.abs(f_ref.astype(int) - f_fast.astype(int))
+    # ~1e-6 pose differences can flip a Gaussian past gsplat's alpha cut-off at an edge: rare, small
+    assert d.mean() < 0.05 and (d > 2).mean() < 1e-3 and d.max() <= 64, (d.mean(), (d > 2).mean(), d.max())
+    assert np.abs(f_ref[0].astype(int) - f_ref[10].astype(int)).max() > 10  # motion reaches the frames
+    for k in ("g", "g_pred", "jaw_open"):
+        np.testing.assert_allclose(getattr(t_fast, k), getattr(t_ref, k), rtol=1e-4, atol=1e-5)
+    assert t_fast.cue_index == t_ref.cue_index
+    np.testing.assert_allclose(t_fast.g, np.clip(np.asarray(t_fast.g_pred) * 0.6, 0, 1), atol=1e-6)  # gate_scale
+    # streaming (batch 1, as `emotag render --stream` builds it) gives the same frames too
+    p.render.graphed = "auto"
+    one = load_animator("anna", p, paths, batch=1)
+    assert animator_kind(one) == "graph (batch 1)"
+    f_one, _ = _stream_frames(one, 6, 1, 320)
+    f_ref1, _ = _stream_frames(ref, 6, 1, 320)
+    assert np.abs(f_one.astype(int) - f_ref1.astype(int)).mean() < 0.05
