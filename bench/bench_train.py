@@ -163,6 +163,7 @@ def breakdown_fast(grmn: GRMN, scene, loader: CorpusLoader, dev: str, size: int,
         total, terms = step(scene, batch, static)
         t = time.perf_counter()
         total.backward()
+        del total
         sync()
         t1 = time.perf_counter()
         timing.setdefault("backward", []).append(1e3 * (t1 - t))
@@ -304,7 +305,7 @@ def main() -> None:
     pr["it_per_s_joint"] = 1e3 / pr["joint_mean_ms"]
 
     # --- adapt: frozen GRMN but AdaIN, the target's scene, first 5 s (preloaded on the GPU), L_Geo, lr 5e-4
-    def run_adapt(iters: int, static: int, log_every: int, **kw) -> dict:
+    def run_adapt(iters: int, static: int, log_every: int, skip: int = a.skip, **kw) -> dict:
         sc = build_scene(head, idx["target"].meta, a.n, None, a.rasterizer, dev)
         g = GRMN(spec).to(dev)
         g.load_state_dict(grmn.state_dict())
@@ -316,7 +317,7 @@ def main() -> None:
         t0 = time.perf_counter()
         adapt(g, sc, "target", ld, cfg, LossSwitches(geo=True), device=dev, log=clock, progress=False)
         sync()
-        out = dict(clock.rates(a.skip), wall_s=time.perf_counter() - t0, iters=iters, static_iters=static,
+        out = dict(clock.rates(skip), wall_s=time.perf_counter() - t0, iters=iters, static_iters=static,
                    log_every=log_every, **kw)
         out["paper_20k_s"] = 1000 * out["static_mean_ms"] / 1e3 + 19_000 * out["joint_mean_ms"] / 1e3
         out["it_per_s_joint"] = 1e3 / out["joint_mean_ms"]
@@ -332,11 +333,11 @@ def main() -> None:
     res["pretrain"] = pr
     print("pretrain", json.dumps(pr), flush=True)
     # the previous loop's behaviour on the same machine: eager step, streamed batches, every loss read back
-    base = run_adapt(a.baseline_iters, a.baseline_iters // 3, 1, cuda_graphs=False, preload=False)
+    base = run_adapt(a.baseline_iters, a.baseline_iters // 3, 1, 20, cuda_graphs=False, preload=False)
     res["adapt_eager_streamed_baseline"] = base
     print("adapt baseline (eager, streamed, log every step)", json.dumps(base), flush=True)
     for tag, kw in (("adapt_eager_preloaded", {"cuda_graphs": False}), ("adapt_graphs_streamed", {"preload": False})):
-        res[tag] = run_adapt(a.baseline_iters, a.baseline_iters // 3, a.log_every // 2 or 1, **kw)
+        res[tag] = run_adapt(a.baseline_iters, a.baseline_iters // 3, 25, 25, **kw)
         print(tag, json.dumps(res[tag]), flush=True)
 
     scene_t = build_scene(head, idx["target"].meta, a.n, None, a.rasterizer, dev)
@@ -367,12 +368,22 @@ def main() -> None:
 
     # --- CUDA kernels of 30 joint adaptation iterations through the real loop
     if dev == "cuda":
-        cfg = LoopConfig(iters=60, static_iters=0, lr=5e-4, image_size=a.size, checkpoint_every=0, log_every=100)
-        # the real loop, graphs captured and clip preloaded beforehand (the profile shows the steady state)
-        adapt(grmn, scene_t, "target", loader_t, cfg, LossSwitches(geo=True), device=dev, progress=False)
-        cfg.iters = 50
-        res["kernel_profile_adapt_joint_50"] = kernel_profile(
-            lambda: adapt(grmn, scene_t, "target", loader_t, cfg, LossSwitches(geo=True), device=dev, progress=False))
+        # the loop's step (graphed, clip preloaded, fused AdamW) with the graphs captured beforehand: steady state
+        from emotag_core.train.fast import GraphedStep
+
+        step = GraphedStep(grmn, LossSwitches(geo=True), a.size)
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                b = loader_t.next_batch()
+                opt.zero_grad(set_to_none=True)
+                total, _ = step(scene_t, b, False)
+                total.backward()
+                del total
+                opt.step()
+
+        run(10)
+        res["kernel_profile_adapt_joint_50"] = kernel_profile(lambda: run(50))
         kp = res["kernel_profile_adapt_joint_50"]
         print(f"profile: wall {kp['wall_ms']:.0f} ms, CUDA kernels {kp['cuda_kernel_ms']:.0f} ms, "
               f"gsplat kernels {kp['gsplat_kernel_ms']:.0f} ms")

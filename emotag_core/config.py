@@ -296,6 +296,9 @@ class PretrainConfig:
     """Parquet row groups the streaming loader keeps decoded (bounds its memory)."""
     rasterizer: str = "auto"
     """Gaussian rasterizer backend: `auto` (gsplat on CUDA, torch on CPU), `gsplat`, `torch`."""
+    cuda_graphs: bool = True
+    """CUDA + gsplat only (pretrain and adapt): replay each step's pose and loss parts from CUDA graphs
+    (the same losses and gradients, far fewer kernel launches); false = the eager step."""
     threads: int = 1
     """Torch CPU threads of pretrain and adapt (1 is fastest for these small ops on a shared CPU)."""
 

@@ -114,7 +114,7 @@ def main() -> None:
     start = int(probe["iteration"]) if probe else 0
     log = LiveLog(PRETRAIN_METRICS, start)
     cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=0.01)
+                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=0.01, cuda_graphs=c.cuda_graphs)
     t0 = time.perf_counter()
     summary = pretrain(grmn, scenes, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0

@@ -17,7 +17,6 @@ read in place, so optimizer steps and `load_state_dict` are seen by every replay
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -111,8 +110,8 @@ class GraphedStep:
         self.sw = sw
         self.size = size
         self.timing = timing
-        self._pose: dict[tuple[str, bool], Callable[..., Any] | None] = {}
-        self._maps: dict[tuple[str, bool], Callable[..., Any] | None] = {}
+        self._pose: dict[tuple[str, bool], Callable[..., Any]] = {}
+        self._maps: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._terms: dict[tuple[str, bool], list[str]] = {}
         self._K: dict[str, Tensor] = {}
 
@@ -122,14 +121,16 @@ class GraphedStep:
         self.timing.setdefault(name, []).append(1e3 * (t1 - t0))  # type: ignore[union-attr]
         return t1
 
-    def _graph(self, fn: nn.Module, args: tuple[Tensor, ...], what: str) -> Callable[..., Any] | None:
+    def _graph(self, fn: nn.Module, args: tuple[Tensor, ...], what: str) -> Callable[..., Any]:
+        """Capture `fn` (forward + backward). No autograd graph of an earlier step may still be alive."""
+        from emotag_core.errors import ConfigError
+
         sample = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
         try:
             return torch.cuda.make_graphed_callables(fn, sample, num_warmup_iters=3, allow_unused_input=True)
-        except Exception as exc:  # noqa: BLE001 - an unsupported op: this part stays eager, same results
-            warnings.warn(f"training step: CUDA-graph capture of {what} failed ({type(exc).__name__}: {exc}); "
-                          "running it eagerly", stacklevel=2)
-            return None
+        except Exception as exc:  # a failed capture leaves the CUDA context unusable: stop with a way out
+            raise ConfigError(f"training step: CUDA-graph capture of {what} failed ({type(exc).__name__}: {exc}); "
+                              "set `pretrain.cuda_graphs: false` to train with the eager step") from exc
 
     def __call__(self, scene: Any, batch: Any, static: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """(total loss, per-term detached tensors) of one batch, as `loop.compute_losses` defines them."""
@@ -148,7 +149,7 @@ class GraphedStep:
             with torch.no_grad():
                 mod(*args)  # records which loss terms the graph returns
             self._terms[key] = list(mod.terms)
-            self._pose[key] = self._graph(mod, args, f"the {'static' if static else 'joint'} pose of `{batch.identity}`") or mod
+            self._pose[key] = self._graph(mod, args, f"the {'static' if static else 'joint'} pose of `{batch.identity}`")
         out = self._pose[key](*self._pose_args(batch, static))  # type: ignore[misc]
         means, quats, scales, opac, feats = out[:5]
         named = dict(zip(self._terms[key], out[5:]))
@@ -162,8 +163,7 @@ class GraphedStep:
         margs = (feat, alpha, zacc, batch.image) + ((batch.depth, batch.normal) if geo else ())
         mkey = (batch.identity, geo)
         if mkey not in self._maps:
-            self._maps[mkey] = self._graph(_Maps(scene, size, geo), margs, f"the loss maps of `{batch.identity}`") \
-                or _Maps(scene, size, geo)
+            self._maps[mkey] = self._graph(_Maps(scene, size, geo), margs, f"the loss maps of `{batch.identity}`")
         lt = self._maps[mkey](*margs)  # type: ignore[misc]
         if self.timing is not None:
             t = self._mark("maps_losses_fwd", t)

@@ -238,6 +238,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
                 ready += pending.flush()
             total.backward()
             optimizer.step()
+            del total  # no autograd graph may outlive its step: a CUDA-graph capture on the next one would see it
             ckpt_now = bool(cfg.checkpoint_every) and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iters
             if (it + 1) % cfg.log_every == 0 or ckpt_now:
                 ready += pending.flush()  # CUDA: one read-back per log step; a diverged run never checkpoints
