@@ -70,7 +70,7 @@ def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
     from emotag_core.flame import load_head_model
     from emotag_core.flame.tracker import Tracker
     from emotag_core.flame.truth_eval import track_accuracy
-    from stages.track import read_landmarks
+    from stages.track import frame_images, read_landmarks
 
     tcfg = track_cfg or params.track
     torch.manual_seed(tcfg.seed)
@@ -79,10 +79,11 @@ def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
     model = load_head_model(params.flame, tcfg.device)
     tracker = Tracker(model, tcfg, size)
     n = sum(len(c[1]) for c in clips)
+    images = frame_images(work / "frames.parquet") if tcfg.photo_weight > 0 else None
     w0, c0 = time.perf_counter(), time.process_time()
-    tracker.fit_identity(clips)
+    tracker.fit_identity(clips, images)
     w1, c1 = time.perf_counter(), time.process_time()
-    tracks = [tracker.track_clip(*c) for c in clips]
+    tracks = [tracker.track_clip(*c, images=images) for c in clips]
     if tcfg.device.startswith("cuda"):
         torch.cuda.synchronize()
     w2, c2 = time.perf_counter(), time.process_time()
@@ -139,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/emotag-bench-track"), help="scratch folder (reused)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--device", default=None, help="override track.device (e.g. cuda)")
+    ap.add_argument("--photo-weight", type=float, default=None, help="override track.photo_weight (photometric term)")
     ap.add_argument("--append", action="store_true", help="append a row to BENCHMARKS.md")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     tcfg = params.track if args.device is None else replace(params.track, device=args.device)
+    if args.photo_weight is not None:
+        tcfg = replace(tcfg, photo_weight=args.photo_weight)
     results = []
     for k in range(args.ids):
         seed = args.seed0 + k

@@ -7,12 +7,14 @@ wireframe in green, detected landmarks in red, over the crops) so a person can c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from emotag_core.config import FlameConfig, TrackConfig
+from emotag_core.errors import InputError
 from emotag_core.flame import load_head_model
 from emotag_core.flame.tracker import ClipTrack, Tracker
 from emotag_core.io.atomic import atomic_path
@@ -36,6 +38,24 @@ def read_landmarks(path: Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray, 
         sel = sel[np.argsort(frames[sel], kind="stable")]
         clips.append((str(c), frames[sel], lmk[sel], found[sel]))
     return clips, meta
+
+
+def frame_images(frames_path: Path) -> Callable[[str, np.ndarray], np.ndarray]:
+    """(clip_id, frame numbers [T]) -> crops [T, H, W, 3] uint8 from the frame store (photometric term)."""
+    from emotag_core.io.frames import FrameStore
+
+    store = FrameStore(frames_path)
+    keys = store.keys
+    row_of = {(c, int(f)): i for i, (c, f) in enumerate(zip(keys.column("clip_id").to_pylist(),
+                                                            keys.column("frame").to_pylist()))}
+
+    def images(clip_id: str, frames: np.ndarray) -> np.ndarray:
+        try:
+            return np.stack([store.get(row_of[(clip_id, int(f))]) for f in frames])
+        except KeyError as exc:
+            raise InputError(frames_path, f"clip {clip_id}: frame {exc.args[0][1]} is in the landmarks table but "
+                             "not in the frame store", "re-run landmarks on this frame store") from exc
+    return images
 
 
 def write_flame_table(path: Path, tracks: list[ClipTrack], model_meta: dict, shape: np.ndarray,
@@ -119,13 +139,15 @@ def run(landmarks_path: Path, frames_path: Path | None, out_table: Path, out_vid
     tracker = Tracker(model, tcfg, size)
     total = sum(len(c[1]) for c in clips)
     t0 = time.perf_counter()
-    tracker.fit_identity(clips)
+    images = frame_images(frames_path) if tcfg.photo_weight > 0 and frames_path is not None else None
+    tracker.fit_identity(clips, images)
     tracks = []
     with Progress(TextColumn("track"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fr/s"),
                   TimeRemainingColumn(), disable=not progress) as bar:
         task = bar.add_task("track", total=total)
         for clip_id, frames, lmk, found in clips:
-            tracks.append(tracker.track_clip(clip_id, frames, lmk, found, progress=lambda n: bar.advance(task, n)))
+            tracks.append(tracker.track_clip(clip_id, frames, lmk, found, progress=lambda n: bar.advance(task, n),
+                                             images=images))
     dt = time.perf_counter() - t0
     shape = tracker.shape.cpu()
     write_flame_table(out_table, tracks, model.metadata(), shape.numpy(), tracker.camera.as_dict(), fps, size)

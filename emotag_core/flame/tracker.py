@@ -24,6 +24,8 @@ from torch import Tensor
 from emotag_core.config import TrackConfig
 from emotag_core.errors import ConfigError, DivergenceError, InputError
 from emotag_core.flame.model import HeadModel, intrinsics, rodrigues
+from emotag_core.flame.photometric import SAMPLE_BARY, ImageSource, ImageTerm, estimate_albedo, facing, \
+    prepare_images, surface_points
 
 IRIS = slice(468, 478)
 BLOWUP_PX = 1e5   # a mean squared landmark error beyond this (px^2) after fitting is a divergence
@@ -100,17 +102,20 @@ class LandmarkFunction:
     shape [S], log focal [1].
     """
 
-    def __init__(self, model: HeadModel, lmk_ids: Tensor, size: int) -> None:
+    def __init__(self, model: HeadModel, lmk_ids: Tensor | None, size: int,
+                 points: tuple[Tensor, Tensor] | None = None) -> None:
+        """`lmk_ids` [L] pick landmarks of the model's embedding; or `points` = (vertex ids [L, 3],
+        barycentric weights [L, 3]) name any surface points (the photometric term's samples)."""
         j = model.jaw_joint
         self.E, self.S = model.n_expr, model.n_shape
         self.P, self.Q = self.E + 9, self.S + 1
         self.size = size
-        L = len(lmk_ids)
-        tri = model.lmk_vertex_ids[lmk_ids]                                      # [L, 3] vertex ids
+        tri, bary = (model.lmk_vertex_ids[lmk_ids], model.lmk_bary[lmk_ids]) if points is None else points
+        L = len(tri)                                                             # tri [L, 3] vertex ids
         sup, local = torch.unique(tri.reshape(-1), return_inverse=True)
         B = torch.zeros(L, len(sup), dtype=model.v_template.dtype, device=sup.device)
-        B.index_put_((torch.arange(L, device=sup.device).repeat_interleave(3), local), model.lmk_bary[lmk_ids].reshape(-1),
-                     accumulate=True)                                            # [L, n] barycentric mix
+        B.index_put_((torch.arange(L, device=sup.device).repeat_interleave(3), local),
+                     bary.reshape(-1).to(B.dtype), accumulate=True)              # [L, n] barycentric mix
         w = model.weights[sup, j]                                                # [n] jaw skinning weight
         Bw = B * w[None]
         dirs = torch.cat([model.exprdirs[sup], model.shapedirs[sup]], -1)        # [n, 3, E + S]
@@ -266,6 +271,16 @@ class Tracker:
         self.smooth = c * cfg.smooth_weight                                      # [P]
         self.shape = torch.zeros(model.n_shape, device=self.device)
         self.log_f = torch.tensor(math.log(cfg.focal_init * size), device=self.device)
+        self.albedo: Tensor | None = None       # [Pp] per-identity albedo of the surface points (photometric)
+        self.albedo_w: Tensor | None = None     # [Pp] their sqrt weights in the photometric term
+        if cfg.photo_weight > 0:
+            tri, bary = surface_points(model.faces, model.n_face_faces)
+            self.n_tri = len(tri) // len(SAMPLE_BARY)
+            self.pfn = LandmarkFunction(model, None, size, points=(tri, bary))
+            # which projected winding is front-facing: the one of the neutral head facing the camera
+            z = model.zeros(1, self.device)                                      # neutral, 0.6 m ahead
+            uv0 = self.pfn(self._pack(z["expr"], z["jaw"], z["rot"], z["trans"]), self.phi)[0]
+            self.front = 1.0 if facing(uv0, self.n_tri, 1.0).float().mean() > 0.5 else -1.0
 
     @property
     def camera(self) -> Camera:
@@ -299,20 +314,44 @@ class Tracker:
         L2 = 2 * len(self.lmk_ids)
         return (r[:, :L2] ** 2).sum(-1)
 
-    def _eval(self, theta: Tensor, phi: Tensor, lmk: Tensor, wsq: Tensor, jac: int = 0
+    def _photo_rows(self, theta: Tensor, phi: Tensor, found: Tensor, photo: tuple[ImageTerm, Tensor, Tensor],
+                    jac: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Photometric residuals [T, Pp] (image - albedo at the projected surface points, zero where
+        unseen) and, with jac, their Jacobians d / d theta [T, Pp, P] (and d / d phi [T, Pp, Q])."""
+        term, albedo, pw = photo
+        uv, Ju, Jq = self.pfn(theta, phi, jacobian=jac > 0, shared=jac > 1)      # [T, Pp, 2], [T, Pp, 2, P]
+        inten, dI, inside = term.sample(uv)
+        vis = (facing(uv, self.n_tri, self.front) & inside).to(inten.dtype) * found[:, None]
+        sw = pw[None] * vis                                                      # [T, Pp]
+        r = sw * (inten - albedo[None])
+        if jac == 0:
+            return r, None, None
+        g = dI * sw[..., None]                                                   # [T, Pp, 2]
+        Jt = (g[..., None] * Ju).sum(-2)                                         # [T, Pp, P]
+        return r, Jt, None if Jq is None else (g[..., None] * Jq).sum(-2)
+
+    def _eval(self, theta: Tensor, phi: Tensor, lmk: Tensor, wsq: Tensor, jac: int = 0,
+              photo: tuple[ImageTerm, Tensor, Tensor] | None = None
               ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Residuals r [T, R] = weighted landmark errors [2L] then priors [E + 3]; with jac >= 1 their
+        """Residuals r [T, R] = weighted landmark errors [2L], photometric errors [Pp] (with `photo` =
+        (images, albedo [Pp], sqrt point weights [Pp])), then priors [E + 3]; with jac >= 1 their
         Jacobian d r / d theta [T, R, P], with jac = 2 also d r / d phi [T, R, Q]."""
         E, T = self.fn.E, theta.shape[0]
         uv, Ju, Jp = self.fn(theta, phi, jacobian=jac > 0, shared=jac > 1)
         a, b = self.prior[0], self.prior[1]
         expr, jaw = theta[:, :E], theta[:, E:E + 3]
         jaw_r = torch.stack([jaw[:, 1], jaw[:, 2], torch.relu(-jaw[:, 0])], -1)
-        r = torch.cat([((uv - lmk) * wsq[..., None]).reshape(T, -1), a * expr, b * jaw_r], -1)
+        rows = [((uv - lmk) * wsq[..., None]).reshape(T, -1)]
+        if photo is not None:
+            rph, Jph, Jphq = self._photo_rows(theta, phi, (wsq[:, 0] > 0).to(uv.dtype), photo, jac)
+            rows.append(rph)
+        r = torch.cat([*rows, a * expr, b * jaw_r], -1)
         if jac == 0:
             return r, None, None
         P = self.fn.P
         Jd = (Ju * wsq[..., None, None]).reshape(T, -1, P)
+        if photo is not None:
+            Jd = torch.cat([Jd, Jph], 1)
         Jpr = torch.zeros(T, E + 3, P, dtype=Jd.dtype, device=Jd.device)
         Jpr[:, :E, :E] = a * torch.eye(E, dtype=Jd.dtype, device=Jd.device)
         Jpr[:, E, E + 1] = b
@@ -322,12 +361,15 @@ class Tracker:
         if jac == 1:
             return r, J, None
         Jq = torch.cat([(Jp * wsq[..., None, None]).reshape(T, -1, self.fn.Q),
+                        *([Jphq] if photo is not None else []),
                         torch.zeros(T, E + 3, self.fn.Q, dtype=Jd.dtype, device=Jd.device)], 1)
         return r, J, Jq
 
     # ---- identity ---------------------------------------------------------------------------
-    def fit_identity(self, clips: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        """Shared shape and focal from frames spread over clips [(clip_id, frames [T], lmk [T, 478, 2+], found [T])]."""
+    def fit_identity(self, clips: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                     images: ImageSource | None = None) -> None:
+        """Shared shape and focal from frames spread over clips [(clip_id, frames [T], lmk [T, 478, 2+], found [T])];
+        with `track.photo_weight` > 0 and `images`, also the per-identity albedo, refined photometrically."""
         picks = []
         for clip_id, frames, lmk, found in clips:
             idx = np.nonzero(found)[0]
@@ -345,7 +387,35 @@ class Tracker:
         theta = self._pack(torch.zeros(k, self.fn.E, device=self.device), torch.zeros(k, 3, device=self.device),
                            rot, trans)
         theta, phi = self._lm_identity(theta, self.phi, lmk, self._wsq(found), sel[0][0], frames)
+        if self.cfg.photo_weight > 0 and images is not None:
+            crops = np.concatenate([images(c, np.array([s[1] for s in sel if s[0] == c]))
+                                    for c in dict.fromkeys(s[0] for s in sel)])
+            term = self._image_term(crops)
+            for _ in range(self.cfg.photo_rounds):
+                photo = self._fit_albedo(theta, phi, term)
+                theta, phi = self._lm_identity(theta, phi, lmk, self._wsq(found), sel[0][0], frames, photo, rigid=0,
+                                               iters=self.cfg.photo_iters)
+            self.albedo, self.albedo_w = self._fit_albedo(theta, phi, term)[1:]
         self.shape, self.log_f = phi[:-1].clone(), phi[-1].clone()
+
+    def _image_term(self, crops: np.ndarray) -> ImageTerm:
+        """Crops [T, H, W, 3] uint8 -> the photometric term's images (batched to bound memory)."""
+        if crops.shape[1] != self.size or crops.shape[2] != self.size:
+            raise InputError(None, f"photometric term: crops are {crops.shape[2]}x{crops.shape[1]}, the landmarks "
+                             f"are in {self.size}x{self.size} crop pixels", "pass the frame store the landmarks came from")
+        imgs = torch.cat([prepare_images(crops[s:s + 32], self.cfg.photo_size, self.cfg.photo_blur)
+                          for s in range(0, len(crops), 32)])
+        return ImageTerm(imgs.to(self.device), self.size)
+
+    def _fit_albedo(self, theta: Tensor, phi: Tensor, term: ImageTerm) -> tuple[ImageTerm, Tensor, Tensor]:
+        """Per-point albedo [Pp] from the frames of `term` at the current fit, and the sqrt point
+        weights [Pp] (points seen in fewer than half of the frames take no part)."""
+        uv = self.pfn(theta, phi)[0]
+        inten, _, inside = term.sample(uv)
+        albedo, seen = estimate_albedo(inten, facing(uv, self.n_tri, self.front) & inside)
+        keep = (seen >= 0.5).to(inten.dtype)
+        pw = keep * math.sqrt(self.cfg.photo_weight / max(1.0, float(keep.sum())))
+        return term, albedo, pw
 
     def _shared_prior(self, phi: Tensor, T: int) -> tuple[Tensor, Tensor]:
         """Residuals of the shared priors [Q] and their (diagonal) Jacobian [Q]."""
@@ -358,7 +428,8 @@ class Tracker:
         return sd * (phi - target), sd
 
     def _lm_identity(self, theta: Tensor, phi: Tensor, lmk: Tensor, wsq: Tensor, clip: str,
-                     frames: np.ndarray) -> tuple[Tensor, Tensor]:
+                     frames: np.ndarray, photo: tuple[ImageTerm, Tensor, Tensor] | None = None,
+                     rigid: int = 2, iters: int | None = None) -> tuple[Tensor, Tensor]:
         """LM over per-frame theta [T, P] and shared phi [Q] (Schur complement on the frames)."""
         T, P = theta.shape
         Q = phi.shape[0]
@@ -366,16 +437,15 @@ class Tracker:
         fit_focal = self.cfg.fit_focal
 
         def cost(th: Tensor, ph: Tensor) -> tuple[Tensor, Tensor]:
-            r = self._eval(th, ph, lmk, wsq)[0]
+            r = self._eval(th, ph, lmk, wsq, photo=photo)[0]
             rp, _ = self._shared_prior(ph, T)
             return r, (r.double() ** 2).sum() + (rp.double() ** 2).sum()
 
         r, F = cost(theta, phi)
         self._check(r, clip, frames, 0)
         lam = 1e-3
-        rigid = 2
-        for it in range(self.cfg.iters * 2):
-            _, Jt, Jp = self._eval(theta, phi, lmk, wsq, jac=2)                    # [T, R, P], [T, R, Q]
+        for it in range(self.cfg.iters * 2 if iters is None else iters):
+            _, Jt, Jp = self._eval(theta, phi, lmk, wsq, jac=2, photo=photo)                    # [T, R, P], [T, R, Q]
             rp, dp = self._shared_prior(phi, T)
             JtT = Jt.transpose(1, 2)                                             # products in float32,
             A = (JtT @ Jt).double()                                              # solves in float64 [T, P, P]
@@ -419,7 +489,8 @@ class Tracker:
 
     # ---- per-frame --------------------------------------------------------------------------
     def _lm_frames(self, theta: Tensor, lmk: Tensor, wsq: Tensor, clip: str, frames: np.ndarray,
-                   anchor: Tensor | None, rigid: int) -> tuple[Tensor, Tensor]:
+                   anchor: Tensor | None, rigid: int, photo: tuple[ImageTerm, Tensor, Tensor] | None = None,
+                   iters: int | None = None) -> tuple[Tensor, Tensor]:
         """LM over per-frame theta [T, P] with shape and focal fixed and temporal smoothness
         (block-tridiagonal normal equations); `anchor` [P] ties frame 0 to the previous chunk."""
         T, P = theta.shape
@@ -434,7 +505,7 @@ class Tracker:
             anchor = anchor.double()
 
         def cost(th: Tensor) -> tuple[Tensor, Tensor]:
-            r = self._eval(th, phi, lmk, wsq)[0]
+            r = self._eval(th, phi, lmk, wsq, photo=photo)[0]
             d = th.double()
             s = (c * (d[1:] - d[:-1]) ** 2).sum()
             if anchor is not None:
@@ -446,8 +517,8 @@ class Tracker:
         lam = 1e-3
         hold = torch.zeros(P, dtype=f64, device=theta.device)
         hold[:self.fn.E + 3] = 1e12
-        for it in range(self.cfg.iters):
-            J = self._eval(theta, phi, lmk, wsq, jac=1)[1]                       # [T, R, P]
+        for it in range(self.cfg.iters if iters is None else iters):
+            J = self._eval(theta, phi, lmk, wsq, jac=1, photo=photo)[1]                       # [T, R, P]
             A = (J.transpose(1, 2) @ J).double()                                 # products in float32, solves in float64
             d = theta.double()
             g = (J.transpose(1, 2) @ r[..., None])[..., 0].double()              # [T, P]
@@ -482,8 +553,9 @@ class Tracker:
         return (uv - lmk).norm(dim=-1).mean(-1)
 
     def track_clip(self, clip_id: str, frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray,
-                   progress: Callable[[int], None] | None = None) -> ClipTrack:
-        """Per-frame parameters of one clip: landmarks [T, 478, 2+] in crop pixels, found [T]."""
+                   progress: Callable[[int], None] | None = None, images: ImageSource | None = None) -> ClipTrack:
+        """Per-frame parameters of one clip: landmarks [T, 478, 2+] in crop pixels, found [T]; with the
+        identity's albedo (`fit_identity` with images) and `images`, refined photometrically."""
         T = len(frames)
         found = np.asarray(found, bool)
         if not found.any():
@@ -508,6 +580,10 @@ class Tracker:
                 if fnd.any():
                     theta, e = self._lm_frames(theta, lm_full[:, self.lmk_ids], self._wsq(fnd), clip_id,
                                                np.asarray(frames[sl]), prev, rigid=0 if prev is not None else 2)
+                    if self.albedo is not None and images is not None:
+                        photo = (self._image_term(images(clip_id, np.asarray(frames[sl]))), self.albedo, self.albedo_w)
+                        theta, e = self._lm_frames(theta, lm_full[:, self.lmk_ids], self._wsq(fnd), clip_id,
+                                                   np.asarray(frames[sl]), prev, 0, photo, self.cfg.photo_iters)
                     err[sl] = np.where(found[sl], e.cpu().numpy(), -1.0)
                 out[sl] = theta.cpu().numpy()
                 prev = theta[-1].clone()
