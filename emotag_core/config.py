@@ -290,6 +290,13 @@ class PretrainConfig:
     """Attention heads of the Transformer."""
     hidden: int = 256
     """Hidden width of the decoder MLPs."""
+    audio_norm: bool = False
+    """Standardise each audio feature channel at GRMN's input with the pretraining corpus's mean/std
+    (stored with the model; adaptation and inference reuse them). Not in the paper; false = raw features."""
+    dropout: float = 0.0
+    """Dropout probability inside GRMN's audio Transformer during pretraining (not in the paper; 0 = none)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay of GRMN's weights during pretraining (the scenes' parameters get none)."""
     log_every: int = 10
     """Iterations between logged (dvclive) metrics."""
     cache_row_groups: int = 64
