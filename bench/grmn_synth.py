@@ -10,7 +10,7 @@ Training is motion-only (`pretrain.render: false`, `pretrain.param_supervision` 
 from L1 on the TRACKED FLAME expression/jaw + L_KL + L_Score, not from the paper's L_Render.
 The truth files of the synthetic identities are read only by `evaluate`.
 
-    python bench/grmn_synth.py prepare          # workdir + dvc repro of synth..track for every id
+    python bench/grmn_synth.py prepare [--ids ID...]  # workdir + dvc repro of synth..track (every id or these)
     python bench/grmn_synth.py experiments [-S k=v]  # dvc exp run per variant (full + 6 ablations of Table 5)
     python bench/grmn_synth.py evaluate gsyn_t  # (the `grmn_eval` stage) metrics of the adapted model
     python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
@@ -56,8 +56,12 @@ def sh(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, env=dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"))
 
 
-def prepare(workdir: Path) -> None:
-    """Scratch DVC repo with merged params; `dvc repro` every per-identity preprocessing stage."""
+def prepare(workdir: Path, only: list[str] | None = None) -> None:
+    """Scratch DVC repo with merged params; `dvc repro` every per-identity preprocessing stage.
+
+    `only`: preprocess just these identities, stage by stage with `dvc repro -s` (adding identities
+    to a prepared workdir without re-checking the others, whose stages depend on live code).
+    """
     import yaml
 
     from emotag_core.config import _merge, load_params
@@ -82,6 +86,14 @@ def prepare(workdir: Path) -> None:
     if not (workdir / ".dvc").exists():
         sh(["dvc", "init", "-q"], workdir)
     sh([sys.executable, "-m", "stages.cli", "sync-dag"], workdir)
+    if only:
+        unknown = sorted(set(only) - set(p.identities))
+        if unknown:
+            raise SystemExit(f"prepare --ids: {unknown} not in the merged params' identities; add them to {OVERRIDES}")
+        for i in only:
+            for s in PER_ID_STAGES:
+                sh(["dvc", "repro", "-s", f"{s}@{i}"], workdir)
+        return
     targets = [f"{s}@{i}" for i in p.identities for s in PER_ID_STAGES]
     sh(["dvc", "repro", *targets], workdir)
 
@@ -224,7 +236,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
     from emotag_core.train.data import CorpusLoader, build_identity_index
     from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, pretrain
     from stages.corpus import table_paths
-    from stages.pretrain import grmn_spec
+    from stages.pretrain import grmn_spec, init_audio_norm
 
     torch.set_num_threads(int(os.environ.get("GRMN_THREADS", "1")))  # 1: fastest on a shared CPU
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -243,12 +255,14 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             target = build_identity_index(p.targets[0], table_paths(p.targets[0]))
             bundle = Path("bundle.json")
             n_mouth = json.loads(bundle.read_text())["n_mouth"] if bundle.exists() else _n_mouth(p, corpus[0].meta)
-            grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth)).to(device)
+            grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth))
+            init_audio_norm(grmn, corpus)  # pretrain.audio_norm: corpus statistics, never the target's
+            grmn = grmn.to(device)
             sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                   cache_row_groups=c.cache_row_groups, with_images=False)
             cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                             checkpoint_every=0, log_every=c.log_every, weight_decay=0.01)
+                             checkpoint_every=0, log_every=c.log_every, weight_decay=c.weight_decay)
             log: list[dict[str, float]] = []
             t0 = time.perf_counter()
             pretrain(grmn, {}, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
@@ -267,7 +281,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
-                                                                    "render", "d_model", "n_layers")},
+                                                                    "render", "d_model", "n_layers", "audio_norm", "dropout",
+                                                                    "weight_decay")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -397,7 +412,8 @@ def table(path: Path = RESULTS) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("prepare")
+    pp = sub.add_parser("prepare")
+    pp.add_argument("--ids", nargs="*", help="only these identities (dvc repro -s, stage by stage)")
     ex = sub.add_parser("experiments")
     ex.add_argument("variants", nargs="*", default=list(VARIANTS))
     ex.add_argument("-S", dest="sets", action="append", default=[], help="extra key=value for every dvc exp run")
@@ -418,7 +434,7 @@ def main() -> None:
     rp.add_argument("-S", dest="sets", action="append", default=[], help="extra key=value (like dvc exp run -S)")
     a = ap.parse_args()
     if a.cmd == "prepare":
-        prepare(WORKDIR)
+        prepare(WORKDIR, a.ids)
     elif a.cmd == "experiments":
         experiments(WORKDIR, a.variants, dict(kv.split("=", 1) for kv in a.sets), a.out)
     elif a.cmd == "evaluate":

@@ -41,7 +41,15 @@ def grmn_spec(p: Params, meta: dict[str, Any], n_mouth: int) -> GRMNSpec:
     return GRMNSpec(audio_dim=meta["feature_dim"], n_aus=len(UPPER_AUS), identity_dim=len(meta["identity_vector"]),
                     n_expr=meta["n_expr"], n_mouth=n_mouth, window=p.audio_features.window, d_model=c.d_model,
                     d_expr=c.d_expr, n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden,
-                    adain=ab.adain, residual=ab.residual, gate=ab.gate)
+                    adain=ab.adain, residual=ab.residual, gate=ab.gate, audio_norm=c.audio_norm, dropout=c.dropout)
+
+
+def init_audio_norm(grmn: GRMN, indices: list[IdentityIndex]) -> None:
+    """With `pretrain.audio_norm`: GRMN's input statistics from every corpus identity's audio features."""
+    if grmn.spec.audio_norm:
+        from emotag_core.train.audio_stats import audio_feature_stats
+
+        grmn.set_audio_stats(*audio_feature_stats([ix.tables["audio_features"] for ix in indices]))
 
 
 def fingerprint(*parts: Any) -> str:
@@ -102,7 +110,9 @@ def main() -> None:
     if not c.render:  # motion-only: the scenes only tell the mouth-Gaussian count; nothing is rendered
         scenes = {}
     spec = grmn_spec(p, indices[0].meta, n_mouth)
-    grmn = GRMN(spec).to(dev)
+    grmn = GRMN(spec)
+    init_audio_norm(grmn, indices)
+    grmn = grmn.to(dev)
     loader = CorpusLoader(indices, c.batch_size, c.image_size, window=spec.window, seed=c.seed,
                           cache_row_groups=c.cache_row_groups, with_images=c.render)
     digests = json.loads((CORPUS_DIR / "manifest.json").read_text())
@@ -114,7 +124,7 @@ def main() -> None:
     start = int(probe["iteration"]) if probe else 0
     log = LiveLog(PRETRAIN_METRICS, start)
     cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=0.01, cuda_graphs=c.cuda_graphs)
+                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay, cuda_graphs=c.cuda_graphs)
     t0 = time.perf_counter()
     summary = pretrain(grmn, scenes, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0

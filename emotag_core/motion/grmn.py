@@ -49,6 +49,11 @@ class GRMNSpec:
     """Residual (emotion) branch; off = delta is the base branch alone."""
     gate: bool = True
     """Gate branch; off = g fixed to 1 in Eq. 6."""
+    audio_norm: bool = False
+    """Standardise each audio feature channel at the input with the pretraining corpus's mean and
+    std (buffers `audio_mean`, `audio_std`, saved with the weights; set by `set_audio_stats`)."""
+    dropout: float = 0.0
+    """Dropout probability inside the audio Transformer layers (training only; 0 = none)."""
 
     def __post_init__(self) -> None:
         for name in ("audio_dim", "n_aus", "identity_dim", "n_expr", "window", "d_model", "n_layers", "n_heads"):
@@ -56,6 +61,8 @@ class GRMNSpec:
                 raise ConfigError(f"GRMN: `{name}` must be positive, got {getattr(self, name)}")
         if self.n_mouth < 0:
             raise ConfigError(f"GRMN: `n_mouth` must be >= 0, got {self.n_mouth}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"GRMN: `dropout` must be in [0, 1), got {self.dropout}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"GRMN: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
@@ -136,7 +143,8 @@ class AdaIN(nn.Module):
 class AudioEncoder(nn.Module):
     """Audio window -> per-frame tokens: temporal 1-D CNN, MLP, Transformer encoder (Sec. 3.2.1)."""
 
-    def __init__(self, audio_dim: int, d_model: int, n_layers: int, n_heads: int, window: int) -> None:
+    def __init__(self, audio_dim: int, d_model: int, n_layers: int, n_heads: int, window: int,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         mid = max(d_model, 64)
         self.cnn = nn.Sequential(  # temporal 1-D CNN over the window (AD-NeRF style refinement)
@@ -145,7 +153,7 @@ class AudioEncoder(nn.Module):
         )
         self.mlp = _mlp(mid, d_model, d_model)
         self.pos = nn.Parameter(torch.zeros(1, window, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=0.0,
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout,
                                            batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
@@ -174,7 +182,8 @@ class IdentityConditionedEncoder(nn.Module):
     def __init__(self, spec: GRMNSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.audio = AudioEncoder(spec.audio_dim, spec.d_model, spec.n_layers, spec.n_heads, spec.window)
+        self.audio = AudioEncoder(spec.audio_dim, spec.d_model, spec.n_layers, spec.n_heads, spec.window,
+                                  dropout=spec.dropout)
         self.au = AUEncoder(spec.n_aus, spec.d_expr)
         self.adain_audio = AdaIN(spec.d_model, spec.identity_dim, adaptive=spec.adain)
         self.adain_expr = AdaIN(spec.d_expr, spec.identity_dim, adaptive=spec.adain)
@@ -234,6 +243,21 @@ class GRMN(nn.Module):
         self.spec = spec
         self.encoder = IdentityConditionedEncoder(spec)
         self.decoder = ExpertMotionDecoder(spec)
+        if spec.audio_norm:  # filled from the pretraining corpus by set_audio_stats; identity until then
+            self.register_buffer("audio_mean", torch.zeros(spec.audio_dim))
+            self.register_buffer("audio_std", torch.ones(spec.audio_dim))
+
+    def set_audio_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Per-channel input statistics of the audio features (mean, std: [D]); needs `spec.audio_norm`."""
+        d = self.spec.audio_dim
+        if not self.spec.audio_norm:
+            raise ConfigError("GRMN.set_audio_stats: this model was built with `audio_norm` off")
+        if tuple(mean.shape) != (d,) or tuple(std.shape) != (d,):
+            raise ValueError(f"GRMN.set_audio_stats: mean and std must be [{d}], got {list(mean.shape)}, {list(std.shape)}")
+        if not bool(torch.isfinite(mean).all()) or not bool((std > 0).all()):
+            raise ValueError("GRMN.set_audio_stats: mean must be finite and std > 0 in every channel")
+        self.audio_mean.copy_(mean)
+        self.audio_std.copy_(std)
 
     def forward(self, audio: Tensor, aus: Tensor, s: Tensor) -> MotionOutput:
         """audio [B, T, D], aus [B, T, n_aus], s [B, S] -> MotionOutput for the window's centre frame."""
@@ -245,6 +269,8 @@ class GRMN(nn.Module):
             raise ValueError(f"GRMN: aus must be [B, T, {sp.n_aus}], got {list(aus.shape)}")
         if s.ndim != 2 or s.shape[-1] != sp.identity_dim:
             raise ValueError(f"GRMN: identity vector must be [B, {sp.identity_dim}], got {list(s.shape)}")
+        if sp.audio_norm:
+            audio = (audio - self.audio_mean) / self.audio_std  # per-channel standardisation (corpus stats)
         a, e = self.encoder(audio, aus, s)
         delta, delta_b, g, z_e, delta_r = self.decoder(a, e)
         n = sp.n_expr

@@ -108,3 +108,44 @@ def test_wrong_feature_dim_is_a_clear_error():
     a, au, s = inputs(sp)
     with pytest.raises(ValueError, match="feature_dim"):
         GRMN(sp)(a[..., :10], au, s)
+
+
+def test_audio_norm_standardises_input_with_stored_stats():
+    sp = spec(audio_norm=True)
+    torch.manual_seed(0)
+    g = GRMN(sp).eval()
+    audio, aus, s = inputs(sp)
+    mean, std = torch.randn(sp.audio_dim), torch.rand(sp.audio_dim) + 0.5
+    g.set_audio_stats(mean, std)
+    # the same as a model without input standardisation fed the standardised features
+    plain = GRMN(spec()).eval()
+    plain.load_state_dict({k: v for k, v in g.state_dict().items() if not k.startswith("audio_")})
+    torch.testing.assert_close(g(audio * std + mean, aus, s).delta_b, plain(audio, aus, s).delta_b)
+    # stats are buffers: saved with the weights, not trained
+    assert {"audio_mean", "audio_std"} <= set(g.state_dict()) and not any(n.startswith("audio_") for n, _ in g.named_parameters())
+    with pytest.raises(ValueError, match="std > 0"):
+        g.set_audio_stats(mean, torch.zeros(sp.audio_dim))
+    with pytest.raises(ValueError, match=r"\[20\]"):
+        g.set_audio_stats(mean[:3], std[:3])
+    from emotag_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="audio_norm"):
+        GRMN(spec()).set_audio_stats(mean, std)
+    assert "audio_mean" not in GRMN(spec()).state_dict()  # off: old checkpoints keep loading
+
+
+def test_dropout_acts_in_training_only():
+    sp = spec(dropout=0.5)
+    torch.manual_seed(0)
+    g = GRMN(sp)
+    x = inputs(sp)
+    g.train()
+    assert not torch.equal(g(*x).delta_b, g(*x).delta_b)  # two stochastic passes differ
+    g.eval()
+    torch.testing.assert_close(g(*x).delta_b, g(*x).delta_b, rtol=0, atol=0)
+    assert all(m.p == 0.5 for m in g.modules() if isinstance(m, torch.nn.Dropout))
+    assert all(m.p == 0.0 for m in GRMN(spec()).modules() if isinstance(m, torch.nn.Dropout))
+    from emotag_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dropout"):
+        spec(dropout=1.0)
