@@ -258,7 +258,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth))
             init_audio_norm(grmn, corpus)  # pretrain.audio_norm: corpus statistics, never the target's
             grmn = grmn.to(device)
-            sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)
+            sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render,
+                                            param_jaw_weight=c.param_jaw_weight)
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                   cache_row_groups=c.cache_row_groups, with_images=False)
             cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
@@ -281,7 +282,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
-                                                                    "render", "d_model", "n_layers", "audio_norm", "dropout",
+                                                                    "render", "d_model", "n_layers", "audio_norm", "dropout", "param_jaw_weight",
                                                                     "weight_decay")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
             results[f"{v}/seed{seed}"] = m

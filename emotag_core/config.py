@@ -277,6 +277,8 @@ class PretrainConfig:
     """Iterations between resumable checkpoints."""
     param_supervision: float = 0.0
     """Extra L1 weight on tracked FLAME params (not in the paper; 0 = off)."""
+    param_jaw_weight: float = 1.0
+    """Inside that L1: weight of the jaw term relative to the expression term (1 = equal)."""
     render: bool = True
     """Render and apply L_Render (Eq. 11). false = motion-only (not the paper): no rasterization and no
     static-appearance steps; GRMN learns from `param_supervision` (must be > 0) + L_KL + L_Score."""

@@ -57,7 +57,8 @@ def main(identity: str) -> None:
     ckpt = CKPT_ROOT / identity
     probe = load_latest(ckpt, fp)
     log = LiveLog(paths.metrics_dir, int(probe["iteration"]) if probe else 0)
-    sw = LossSwitches.from_ablation(p.ablation, geo=True, param_supervision=c.param_supervision, render=c.render)
+    sw = LossSwitches.from_ablation(p.ablation, geo=True, param_supervision=c.param_supervision, render=c.render,
+                                    param_jaw_weight=c.param_jaw_weight)
     cfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
                      checkpoint_every=a.checkpoint_every, log_every=c.log_every, scene_lr=a.scene_lr, cuda_graphs=c.cuda_graphs)
     t0 = time.perf_counter()

@@ -103,7 +103,8 @@ def main() -> None:
     setup_torch(c.seed, c.threads)
     indices = read_corpus()
     dev = c.device
-    sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render)
+    sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render,
+                                    param_jaw_weight=c.param_jaw_weight)
     head = load_head_model(p.flame, dev)
     scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev) for ix in indices}
     n_mouth = next(iter(scenes.values())).n_mouth

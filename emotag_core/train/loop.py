@@ -38,6 +38,8 @@ class LossSwitches:
     """L_Geo (Eq. 14; adaptation only)."""
     param_supervision: float = 0.0
     """Weight of the optional L1 on tracked FLAME expression + jaw (not in the paper)."""
+    param_jaw_weight: float = 1.0
+    """Weight of the jaw term relative to the expression term inside that L1."""
     render: bool = True
     """L_Render (Eq. 11). Off = motion-only (not the paper): nothing is rasterized, there is no static
     stage, and GRMN learns from `param_supervision` (then required > 0), L_KL and L_Score."""
@@ -46,16 +48,19 @@ class LossSwitches:
         if not self.render and self.param_supervision <= 0:
             raise ConfigError("motion-only training (`pretrain.render: false`) needs `pretrain.param_supervision` > 0: "
                               "without L_Render nothing else supervises the base branch")
+        if self.param_jaw_weight < 0:
+            raise ConfigError(f"`pretrain.param_jaw_weight` must be >= 0, got {self.param_jaw_weight}")
         if not self.render and self.geo:
             raise ConfigError("L_Geo needs rendered depth/normal maps; it cannot run with `pretrain.render: false`")
 
     @classmethod
     def from_ablation(cls, ablation: Any, geo: bool = False, param_supervision: float = 0.0,
-                      render: bool = True) -> "LossSwitches":
+                      render: bool = True, param_jaw_weight: float = 1.0) -> "LossSwitches":
         seg = bool(ablation.seg)
         return cls(kl=seg and bool(ablation.kl) and bool(ablation.residual),
                    score=seg and bool(ablation.score) and bool(ablation.gate) and bool(ablation.residual),
-                   geo=geo and render, param_supervision=param_supervision, render=render)
+                   geo=geo and render, param_supervision=param_supervision, render=render,
+                   param_jaw_weight=param_jaw_weight)
 
 
 @dataclass
@@ -127,7 +132,7 @@ def loss_terms(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitc
             total = total + l_score
             terms["score"] = l_score.detach()
         if sw.param_supervision > 0:
-            l_param = losses.param_loss(out.expr, out.jaw, batch.expr, batch.jaw)
+            l_param = losses.param_loss(out.expr, out.jaw, batch.expr, batch.jaw, sw.param_jaw_weight)
             total = total + sw.param_supervision * l_param
             terms["param"] = l_param.detach()
         terms["gate_mean"] = out.g.detach().mean()

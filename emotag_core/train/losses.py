@@ -74,6 +74,8 @@ def geo_loss(depth: Tensor, depth_gt: Tensor, normal: Tensor, normal_gt: Tensor,
     return lambda_d * depth_loss(depth, depth_gt, mask) + lambda_n * normal_loss(normal, normal_gt, mask)
 
 
-def param_loss(expr: Tensor, jaw: Tensor, expr_gt: Tensor, jaw_gt: Tensor) -> Tensor:
-    """Optional L1 on tracked FLAME expression + jaw (not in the paper; `pretrain.param_supervision`)."""
-    return (expr - expr_gt).abs().mean() + (jaw - jaw_gt).abs().mean()
+def param_loss(expr: Tensor, jaw: Tensor, expr_gt: Tensor, jaw_gt: Tensor, jaw_weight: float = 1.0) -> Tensor:
+    """Optional L1 on tracked FLAME expression + jaw_weight * jaw (not in the paper; `pretrain.param_supervision`).
+
+    expr, expr_gt [B, E]; jaw, jaw_gt [B, 3] -> scalar (each term a mean over its elements)."""
+    return (expr - expr_gt).abs().mean() + jaw_weight * (jaw - jaw_gt).abs().mean()

@@ -41,3 +41,23 @@ def test_score_and_geo():
     n2 = torch.zeros(1, 4, 4, 3)
     n2[..., 0] = 1.0  # perpendicular: 1 - cos = 1
     assert abs(float(losses.geo_loss(d_gt, d_gt, n2, n)) - 0.001) < 1e-6
+
+
+def test_param_loss_jaw_weight_scales_only_the_jaw_term():
+    import pytest
+
+    from emotag_core.errors import ConfigError
+    from emotag_core.train.loop import LossSwitches
+
+    g = torch.Generator().manual_seed(0)
+    expr, expr_gt, jaw, jaw_gt = (torch.randn(4, n, generator=g) for n in (9, 9, 3, 3))
+    e_term = (expr - expr_gt).abs().mean()
+    j_term = (jaw - jaw_gt).abs().mean()
+    for w in (0.0, 1.0, 4.0):
+        torch.testing.assert_close(losses.param_loss(expr, jaw, expr_gt, jaw_gt, w), e_term + w * j_term)
+    torch.testing.assert_close(losses.param_loss(expr, jaw, expr_gt, jaw_gt), e_term + j_term)  # default: equal
+    with pytest.raises(ConfigError, match="param_jaw_weight"):
+        LossSwitches(param_supervision=1.0, param_jaw_weight=-1.0)
+    from emotag_core.config import AblationConfig
+
+    assert LossSwitches.from_ablation(AblationConfig(), param_supervision=1.0, param_jaw_weight=3.0).param_jaw_weight == 3.0
