@@ -16,6 +16,7 @@ The truth files of the synthetic identities are read only by `evaluate`.
     python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
     python bench/grmn_synth.py run [variants] --device cuda [-S k=v]  # same code path, one process, no dvc
     python bench/grmn_synth.py ridge            # linear audio->jaw diagnostic (cwd: the workdir)
+    python bench/grmn_synth.py merge FILE...     # per-configuration results (grmn_synth_device.sh) -> results json
     python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
 """
 from __future__ import annotations
@@ -278,7 +279,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
             t_ad = time.perf_counter() - t0
             m = evaluate_model(grmn, target, device=device)
-            m.update(variant=v, seed=seed, device=device, pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
+            dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)"
+            m.update(variant=v, seed=seed, device=device, device_name=dev_name, corpus=list(p.corpus), pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
@@ -384,6 +386,27 @@ def _n_mouth(p: Any, meta: dict[str, Any]) -> int:
     return build_scene(load_head_model(p.flame, "cpu"), meta, p.pretrain.n_gaussians, 0, "torch").n_mouth
 
 
+def merge(files: list[Path], out: Path = RESULTS) -> None:
+    """Add the results of per-configuration files (`grmn_synth_device.sh` writes TAG.json) to `out`,
+    keyed `variant/seedN/TAG`; existing keys are kept unless a file brings the same key."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for f in files:
+        for key, m in json.loads(Path(f).read_text()).items():
+            results[f"{key}/{Path(f).stem}"] = m
+    out.write_text(json.dumps(results, indent=1, default=str))
+    print(f"{len(files)} file(s) merged into {out} ({len(results)} rows)")
+
+
+def settings_note(m: dict[str, Any]) -> str:
+    """The training settings of one result that differ from the first (2026-11-25) runs."""
+    st = m["settings"]["pretrain"]
+    notes = [f"{len(m.get('corpus', [0] * 4))} ids"]
+    for k, default in (("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01)):
+        if st.get(k, default) != default:
+            notes.append(f"{k}={st[k]}")
+    return ", ".join(notes)
+
+
 def fmt(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
@@ -393,14 +416,14 @@ def table(path: Path = RESULTS) -> str:
     res = json.loads(path.read_text())
     names = {"full": "full GRMN", "score": "w/o L_Score", "kl": "w/o L_KL", "seg": "w/o SEG",
              "gate": "w/o gate branch", "residual": "w/o residual branch", "adain": "w/o AdaIN"}
-    lines = ["| variant | run | jaw r vs truth (adapted) | jaw r before adapt | gate-intensity r | expr MAE vs truth | "
-             "pretrain s (it/s) | device |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| variant | run | settings | jaw r vs truth (adapted) | jaw r before adapt | gate-intensity r | "
+             "expr MAE vs truth | pretrain s (it/s) | device |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, m in res.items():
         v, rest = key.split("/", 1)
         st = m["settings"]["pretrain"]
-        lines.append(f"| {names[v]} | {rest}, {st['iters']} it x {st['batch_size']} | {fmt(m['jaw_r'])} | "
+        lines.append(f"| {names[v]} | {rest}, {st['iters']} it x {st['batch_size']} | {settings_note(m)} | {fmt(m['jaw_r'])} | "
                      f"{fmt(m['before_adapt']['jaw_r'])} | {fmt(m['gate_intensity_r'])} | {fmt(m['expr_mae'])} | "
-                     f"{m['pretrain_s']:.0f} ({m['pretrain_it_s']:.0f}) | {m['device']} |")
+                     f"{m['pretrain_s']:.0f} ({m['pretrain_it_s']:.0f}) | {m.get('device_name', m['device'])} |")
     m = next(iter(res.values()))
     lines.append(f"\nReferences on the same {m['frames']} held-out frames ({m['identity']}/{m['clip']}, voices "
                  f"{', '.join(m['voices'])}): baseline jaw = normalised audio energy r = {fmt(m['energy_r'])}; "
@@ -425,6 +448,9 @@ def main() -> None:
     tp = sub.add_parser("table")
     tp.add_argument("paths", nargs="*", type=Path, default=[RESULTS])
     sub.add_parser("ridge", help="linear audio->jaw diagnostic (cwd: the workdir)")
+    mp = sub.add_parser("merge", help="add per-configuration result files (grmn_synth_device.sh) to the results")
+    mp.add_argument("files", nargs="+", type=Path)
+    mp.add_argument("--out", type=Path, default=RESULTS)
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
@@ -440,6 +466,8 @@ def main() -> None:
         experiments(WORKDIR, a.variants, dict(kv.split("=", 1) for kv in a.sets), a.out)
     elif a.cmd == "evaluate":
         evaluate(a.identity, a.clip)
+    elif a.cmd == "merge":
+        merge(a.files, a.out)
     elif a.cmd == "ridge":
         ridge_baseline()
     elif a.cmd == "bundle":
