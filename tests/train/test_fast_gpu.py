@@ -61,21 +61,22 @@ def test_graphed_step_matches_eager_losses_and_gradients(tmp_path, static):
         batch = loader.next_batch().to("cuda")
         for m in (grmn, scene):
             m.zero_grad(set_to_none=True)
-        tot_e, terms_e, _ = loss_terms(grmn, scene, batch, static, sw, SIZE)
-        tot_e.backward()
-        ge = _grads((grmn, scene))
+        tot_g, terms_g = step(scene, batch, static)  # first: a capture needs no other autograd graph alive
+        tot_g.backward()
+        del tot_g
+        gg = _grads((grmn, scene))
         for m in (grmn, scene):
             m.zero_grad(set_to_none=True)
-        tot_g, terms_g = step(scene, batch, static)
-        tot_g.backward()
-        gg = _grads((grmn, scene))
+        tot_e, terms_e, _ = loss_terms(grmn, scene, batch, static, sw, SIZE)
+        tot_e.backward()
+        del tot_e
+        ge = _grads((grmn, scene))
         assert set(terms_e) == set(terms_g) and set(ge) == set(gg) and ge
         for name, v in terms_e.items():
             torch.testing.assert_close(terms_g[name], v, rtol=1e-5, atol=1e-7, msg=f"{name} at batch {k}")
         for name, v in ge.items():  # gsplat's backward accumulates with atomics: not bit-exact run to run
             torch.testing.assert_close(gg[name], v, rtol=1e-3, atol=1e-6, msg=f"grad {name} at batch {k}")
         assert not static or not any(n.startswith("0.") for n in gg)  # static: GRMN untouched
-        del tot_e, tot_g  # the next step's capture needs every earlier autograd graph gone
 
 
 def test_fast_adapt_follows_the_eager_run_and_keeps_frozen_weights(tmp_path):
