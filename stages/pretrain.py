@@ -62,6 +62,8 @@ class LiveLog:
     def __init__(self, folder: Path, start: int) -> None:
         from dvclive import Live
 
+        from emotag_core.io.atomic import write_text
+
         folder.mkdir(parents=True, exist_ok=True)
         plots = folder / "plots" / "metrics"
         if start == 0:
@@ -71,8 +73,11 @@ class LiveLog:
         elif plots.exists():
             for tsv in plots.rglob("*.tsv"):
                 lines = tsv.read_text().splitlines()
-                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[1]) <= start]
-                tsv.write_text("\n".join(keep) + "\n")
+                if not lines:
+                    continue
+                col = lines[0].split("\t").index("step")  # dvclive's column order varies by version
+                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[col]) <= start]
+                write_text(tsv, "\n".join(keep) + "\n")
         self.live = Live(str(folder), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
 
     def __call__(self, step: int, terms: dict[str, float]) -> None:
