@@ -99,7 +99,9 @@ def split_stages(log: str) -> dict[str, str]:
     marks = list(_RUNNING.finditer(log))
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(log)
-        sections[m.group(1)] = log[m.start():end]
+        name = m.group(1)
+        # the last section runs to the end of the log, where DVC -k may summarise other stages' failures
+        sections[name] = _FAILED.sub(lambda f: f.group(0) if f.group(1) == name else "", log[m.start():end])
     for m in _FAILED.finditer(log):
         sections.setdefault(m.group(1), "")
         if m.group(0) not in sections[m.group(1)]:
