@@ -153,7 +153,26 @@ def doctor() -> list[tuple[str, str, bool, str]]:
         for r in describe_backends(params):
             rows.append(tuple(r))  # type: ignore[arg-type]
     except ImportError:
-        pass
+        params = None
+    rows += _metric_weights_rows(params)
+    return rows
+
+
+def _metric_weights_rows(params) -> list[tuple[str, str, bool, str]]:
+    """evaluate's optional metric weights: present (path) or what is reported as null and how to add them."""
+    from emotag_core.errors import WeightsMissingError
+    from emotag_core.metrics import lpips_metric, syncnet
+
+    ev = params.evaluate if params is not None else None
+    rows = []
+    try:
+        rows.append(("metric", "lpips", True, str(lpips_metric.find_weights(ev.lpips_weights if ev else None))))
+    except WeightsMissingError:
+        rows.append(("metric", "lpips", False, "reported as null; " + lpips_metric.HOW))
+    path = ev.syncnet_weights if ev else None
+    ok = bool(path) and Path(path).expanduser().is_file()
+    rows.append(("metric", "sync_c / sync_e", ok, str(path) if ok else
+                 f"reported as null (av_offset_frames/av_confidence beside them); {syncnet.HOW}"))
     return rows
 
 

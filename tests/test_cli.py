@@ -63,3 +63,18 @@ def test_doctor_runs_as_console_command():
     out = subprocess.run([sys.executable, "-m", "stages.cli", "doctor"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "ffmpeg" in out.stdout and "face_landmarker.task" in out.stdout
+
+
+def test_doctor_reports_metric_weights(tmp_path, monkeypatch):
+    from emotag_core.config import load_params
+
+    params = load_params("params.yaml")
+    rows = {(c, b): (ok, d) for c, b, ok, d in cli._metric_weights_rows(params)}
+    ok, detail = rows[("metric", "sync_c / sync_e")]
+    assert not ok and "evaluate.syncnet_weights" in detail  # no weights configured in the smoke profile
+    w = tmp_path / "syncnet_v2.model"
+    w.write_bytes(b"x")
+    params.evaluate.syncnet_weights = str(w)
+    rows = {(c, b): (ok, d) for c, b, ok, d in cli._metric_weights_rows(params)}
+    assert rows[("metric", "sync_c / sync_e")] == (True, str(w))
+    assert ("metric", "lpips") in rows
