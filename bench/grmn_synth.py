@@ -264,7 +264,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                   cache_row_groups=c.cache_row_groups, with_images=False)
             cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                             checkpoint_every=0, log_every=c.log_every, weight_decay=c.weight_decay)
+                             checkpoint_every=0, log_every=c.log_every, weight_decay=c.weight_decay,
+                             lr_schedule=c.lr_schedule)
             log: list[dict[str, float]] = []
             t0 = time.perf_counter()
             pretrain(grmn, {}, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
@@ -285,7 +286,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
                                                                     "render", "d_model", "n_layers", "audio_norm", "dropout", "param_jaw_weight",
-                                                                    "weight_decay")},
+                                                                    "weight_decay", "adain_axis", "lr_schedule")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -401,7 +402,8 @@ def settings_note(m: dict[str, Any]) -> str:
     """The training settings of one result that differ from the first (2026-11-25) runs."""
     st = m["settings"]["pretrain"]
     notes = [f"{len(m.get('corpus', [0] * 4))} ids"]
-    for k, default in (("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01)):
+    for k, default in (("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01),
+                       ("adain_axis", "time"), ("lr_schedule", "constant")):
         if st.get(k, default) != default:
             notes.append(f"{k}={st[k]}")
     return ", ".join(notes)

@@ -299,6 +299,12 @@ class PretrainConfig:
     """Dropout probability inside GRMN's audio Transformer during pretraining (not in the paper; 0 = none)."""
     weight_decay: float = 0.01
     """AdamW weight decay of GRMN's weights during pretraining (the scenes' parameters get none)."""
+    adain_axis: str = "time"
+    """What Eq. 5's InstanceNorm normalises a window's features [T, C] over: `time` (per channel) or
+    `channel` (per frame). The paper does not say; `channel` keeps each frame's absolute level."""
+    lr_schedule: str = "constant"
+    """Pretraining learning rate over the iterations: `constant` or `cosine` (from `lr` down to 1% of it
+    at the last iteration). The paper gives only the rate; adaptation keeps a constant one."""
     log_every: int = 10
     """Iterations between logged (dvclive) metrics."""
     cache_row_groups: int = 64

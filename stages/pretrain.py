@@ -41,7 +41,8 @@ def grmn_spec(p: Params, meta: dict[str, Any], n_mouth: int) -> GRMNSpec:
     return GRMNSpec(audio_dim=meta["feature_dim"], n_aus=len(UPPER_AUS), identity_dim=len(meta["identity_vector"]),
                     n_expr=meta["n_expr"], n_mouth=n_mouth, window=p.audio_features.window, d_model=c.d_model,
                     d_expr=c.d_expr, n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden,
-                    adain=ab.adain, residual=ab.residual, gate=ab.gate, audio_norm=c.audio_norm, dropout=c.dropout)
+                    adain=ab.adain, residual=ab.residual, gate=ab.gate, audio_norm=c.audio_norm, dropout=c.dropout,
+                    adain_axis=c.adain_axis)
 
 
 def init_audio_norm(grmn: GRMN, indices: list[IdentityIndex]) -> None:
@@ -130,7 +131,8 @@ def main() -> None:
     start = int(probe["iteration"]) if probe else 0
     log = LiveLog(PRETRAIN_METRICS, start)
     cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay, cuda_graphs=c.cuda_graphs)
+                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay,
+                     lr_schedule=c.lr_schedule, cuda_graphs=c.cuda_graphs)
     t0 = time.perf_counter()
     summary = pretrain(grmn, scenes, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0

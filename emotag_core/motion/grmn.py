@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from emotag_core.errors import ConfigError
 
 N_EMOTIONS = 7  # z_e has one logit per DeepFace emotion class (Eq. 12)
+ADAIN_AXES = ("time", "channel")  # what Eq. 5's InstanceNorm normalises over
 MOUTH_PARAMS = 10  # per mouth Gaussian: Delta mu (3), Delta r (quaternion, 4), Delta s (log-scale, 3)
 
 
@@ -54,6 +55,10 @@ class GRMNSpec:
     std (buffers `audio_mean`, `audio_std`, saved with the weights; set by `set_audio_stats`)."""
     dropout: float = 0.0
     """Dropout probability inside the audio Transformer layers (training only; 0 = none)."""
+    adain_axis: str = "time"
+    """Axis of Eq. 5's InstanceNorm on a window's features [T, C]: `time` (per channel, over the
+    window's frames) or `channel` (per frame, over its channels). The paper writes InstanceNorm(F)
+    without the axis; `time` is this project's reading, `channel` keeps each frame's absolute level."""
 
     def __post_init__(self) -> None:
         for name in ("audio_dim", "n_aus", "identity_dim", "n_expr", "window", "d_model", "n_layers", "n_heads"):
@@ -61,6 +66,8 @@ class GRMNSpec:
                 raise ConfigError(f"GRMN: `{name}` must be positive, got {getattr(self, name)}")
         if self.n_mouth < 0:
             raise ConfigError(f"GRMN: `n_mouth` must be >= 0, got {self.n_mouth}")
+        if self.adain_axis not in ADAIN_AXES:
+            raise ConfigError(f"GRMN: `adain_axis` must be one of {ADAIN_AXES}, got {self.adain_axis!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"GRMN: `dropout` must be in [0, 1), got {self.dropout}")
         if self.d_model % self.n_heads:
@@ -106,16 +113,20 @@ def _mlp(d_in: int, d_hidden: int, d_out: int, n_hidden: int = 1) -> nn.Sequenti
 class AdaIN(nn.Module):
     """Identity modulation of a feature stream (Eq. 4-5): gamma, beta = MLP(s); F~ = gamma*IN(F) + beta.
 
-    The instance normalisation runs over time (the window), per channel. With `adaptive=False`
-    (ablation `adain: false`) gamma and beta are plain learned vectors that ignore s.
+    The instance normalisation runs over time (the window), per channel (`axis="time"`), or over
+    the channels of each frame (`axis="channel"`). With `adaptive=False` (ablation `adain: false`)
+    gamma and beta are plain learned vectors that ignore s.
     """
 
     def __init__(self, channels: int, identity_dim: int, adaptive: bool = True, hidden: int = 128,
-                 eps: float = 1e-5) -> None:
+                 eps: float = 1e-5, axis: str = "time") -> None:
         super().__init__()
+        if axis not in ADAIN_AXES:
+            raise ConfigError(f"AdaIN: axis must be one of {ADAIN_AXES}, got {axis!r}")
         self.channels = channels
         self.adaptive = adaptive
         self.eps = eps
+        self.dim = 1 if axis == "time" else 2  # of f [B, T, C]
         if adaptive:
             self.mlp = _mlp(identity_dim, hidden, 2 * channels)  # Eq. 4
             last = self.mlp[-1]
@@ -128,9 +139,9 @@ class AdaIN(nn.Module):
 
     def forward(self, f: Tensor, s: Tensor) -> Tensor:
         """f [B, T, C], s [B, S] -> [B, T, C]."""
-        mean = f.mean(dim=1, keepdim=True)
-        var = f.var(dim=1, keepdim=True, unbiased=False)
-        normed = (f - mean) / torch.sqrt(var + self.eps)  # InstanceNorm over time, per channel
+        mean = f.mean(dim=self.dim, keepdim=True)
+        var = f.var(dim=self.dim, keepdim=True, unbiased=False)
+        normed = (f - mean) / torch.sqrt(var + self.eps)  # InstanceNorm (over time per channel, or per frame)
         if self.adaptive:
             gb = self.mlp(s)  # [B, 2C]
             gamma = 1.0 + gb[:, None, : self.channels]
@@ -185,8 +196,8 @@ class IdentityConditionedEncoder(nn.Module):
         self.audio = AudioEncoder(spec.audio_dim, spec.d_model, spec.n_layers, spec.n_heads, spec.window,
                                   dropout=spec.dropout)
         self.au = AUEncoder(spec.n_aus, spec.d_expr)
-        self.adain_audio = AdaIN(spec.d_model, spec.identity_dim, adaptive=spec.adain)
-        self.adain_expr = AdaIN(spec.d_expr, spec.identity_dim, adaptive=spec.adain)
+        self.adain_audio = AdaIN(spec.d_model, spec.identity_dim, adaptive=spec.adain, axis=spec.adain_axis)
+        self.adain_expr = AdaIN(spec.d_expr, spec.identity_dim, adaptive=spec.adain, axis=spec.adain_axis)
 
     def forward(self, audio: Tensor, aus: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         """audio [B, T, D], aus [B, T, n_aus], s [B, S] -> (A~ [B, d_model], E~ [B, d_expr]) at the centre frame."""

@@ -81,6 +81,9 @@ class LoopConfig:
     """Iterations between logged metrics."""
     weight_decay: float = 0.0
     """AdamW weight decay of the network parameters."""
+    lr_schedule: str = "constant"
+    """`constant`, or `cosine`: every group's rate follows a cosine from its initial value down to
+    `LR_FLOOR` of it at the last iteration (a function of the iteration: resumes exactly)."""
     scene_lr: float | None = None
     """Adaptation: learning rate of the identity's Gaussians and background (None = `lr`)."""
     cuda_graphs: bool = True
@@ -89,6 +92,19 @@ class LoopConfig:
     preload: bool = True
     """On CUDA: a time-limited loader (adaptation's clip) is decoded onto the device once; a streaming
     one (pretraining) reads ahead in a background thread."""
+
+
+LR_SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.01  # cosine schedule: the last iteration's rate, as a fraction of the initial one
+
+
+def lr_factor(schedule: str, it: int, iters: int) -> float:
+    """Learning-rate multiplier of iteration `it` (0-based) of `iters` under `schedule`."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * it / max(iters - 1, 1)))
+    raise ConfigError(f"`pretrain.lr_schedule` must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
 def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
@@ -182,6 +198,7 @@ class _Pending:
 def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: torch.optim.Optimizer,
           cfg: LoopConfig, sw: LossSwitches, ckpt_dir: str | Path | None, fingerprint: str, device: str,
           log: LogFn | None, desc: str, progress: bool) -> dict[str, Any]:
+    lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before any work
     start = 0
     seen = {k: 0 for k in loader.ids}
     state = load_latest(ckpt_dir, fingerprint) if ckpt_dir is not None else None
@@ -232,6 +249,10 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             batch = source.next_batch().to(device, non_blocking=cuda)
             static = sw.render and seen[batch.identity] < cfg.static_iters
             seen[batch.identity] += 1
+            if cfg.lr_schedule != "constant":  # initial_lr is kept in the optimizer state: exact on resume
+                f = lr_factor(cfg.lr_schedule, it, cfg.iters)
+                for group in optimizer.param_groups:
+                    group["lr"] = group.setdefault("initial_lr", group["lr"]) * f
             optimizer.zero_grad(set_to_none=True)
             scene = scenes[batch.identity] if batch.identity in scenes else None
             if fast is not None and _fast.supported(scene, sw, device):

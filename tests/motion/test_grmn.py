@@ -149,3 +149,24 @@ def test_dropout_acts_in_training_only():
 
     with pytest.raises(ConfigError, match="dropout"):
         spec(dropout=1.0)
+
+
+def test_adain_channel_axis_normalises_each_frame_and_keeps_level_differences():
+    ad = AdaIN(8, 4, adaptive=False, axis="channel")
+    f = torch.randn(2, 16, 8) * torch.arange(1, 17)[None, :, None] + torch.arange(16.0)[None, :, None]
+    y = ad(f, torch.zeros(2, 4))
+    torch.testing.assert_close(y.mean(dim=2), torch.zeros(2, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std(dim=2, unbiased=False), torch.ones(2, 16), atol=1e-3, rtol=0)
+    # a frame's pattern across channels survives, whatever the other frames of the window hold
+    g = f.clone()
+    g[:, :8] = torch.randn(2, 8, 8) * 50
+    torch.testing.assert_close(ad(g, torch.zeros(2, 4))[:, 8:], y[:, 8:])
+    assert not torch.allclose(AdaIN(8, 4, adaptive=False)(g, torch.zeros(2, 4))[:, 8:],
+                              AdaIN(8, 4, adaptive=False)(f, torch.zeros(2, 4))[:, 8:])  # `time` axis: it does not
+    sp = spec(adain_axis="channel")
+    out = GRMN(sp)(*inputs(sp))
+    assert out.jaw.shape == (3, 3) and torch.isfinite(out.delta_b).all()
+    from emotag_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adain_axis"):
+        spec(adain_axis="batch")
