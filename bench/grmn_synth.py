@@ -16,7 +16,8 @@ The truth files of the synthetic identities are read only by `evaluate`.
     python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
     python bench/grmn_synth.py run [variants] --device cuda [-S k=v]  # same code path, one process, no dvc
     python bench/grmn_synth.py ridge            # linear audio->jaw diagnostic (cwd: the workdir)
-    python bench/grmn_synth.py merge FILE...     # per-configuration results (grmn_synth_device.sh) -> results json
+    python bench/grmn_synth.py merge FILE...     # per-configuration results -> results json (keys variant/seedN/FILE-STEM)
+    python bench/grmn_synth.py merge-sweep sweep.json  # grmn_synth_device.sh's merged results -> results json
     python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
 """
 from __future__ import annotations
@@ -244,7 +245,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
     nested: dict[str, Any] = {}
     for k, v in sets.items():
         sec, key = k.split(".")
-        nested.setdefault(sec, {})[key] = json.loads(v) if v not in ("true", "false") else v == "true"
+        nested.setdefault(sec, {})[key] = _value(v)
     for v in variants:
         for seed in seeds:
             over = {**nested, "ablation": {k: k != v for k in VARIANTS[1:]}}
@@ -293,6 +294,16 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             out.write_text(json.dumps(results, indent=1, default=str))
             print(json.dumps({k: m[k] for k in ("variant", "seed", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r",
                                                 "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}), flush=True)
+
+
+def _value(v: str) -> Any:
+    """A `-S key=value` value: true/false, a JSON number/list, else the string itself (`cosine`)."""
+    if v in ("true", "false"):
+        return v == "true"
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
 
 
 def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0)) -> dict[str, float | None]:
@@ -453,6 +464,9 @@ def main() -> None:
     mp = sub.add_parser("merge", help="add per-configuration result files (grmn_synth_device.sh) to the results")
     mp.add_argument("files", nargs="+", type=Path)
     mp.add_argument("--out", type=Path, default=RESULTS)
+    ms = sub.add_parser("merge-sweep", help="add the merged sweep.json files of grmn_synth_device.sh to the results")
+    ms.add_argument("files", nargs="+", type=Path)
+    ms.add_argument("--out", type=Path, default=RESULTS)
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
@@ -470,6 +484,12 @@ def main() -> None:
         evaluate(a.identity, a.clip)
     elif a.cmd == "merge":
         merge(a.files, a.out)
+    elif a.cmd == "merge-sweep":
+        res = json.loads(a.out.read_text()) if a.out.exists() else {}
+        for f in a.files:
+            res.update(json.loads(Path(f).read_text()))
+        a.out.write_text(json.dumps(res, indent=1, default=str))
+        print(f"{len(a.files)} sweep file(s) merged into {a.out} ({len(res)} rows)")
     elif a.cmd == "ridge":
         ridge_baseline()
     elif a.cmd == "bundle":

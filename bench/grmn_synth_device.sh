@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Several `bench/grmn_synth.py run` configurations at once on the device machine (issue 6, synthetic corpus).
 # Run from the repo root with carry [".grmn_bundle"] (made by `python bench/grmn_synth.py bundle .grmn_bundle`).
-# Each argument is "TAG|DEVICE|ARGS": one process per argument (1 torch thread each), results in
-# $OUT/TAG.json and $OUT/TAG.log; merge them here with `python bench/grmn_synth.py merge $FILES_AT/*.json`.
+# Each argument is "TAG|DEVICE|ARGS": one process per argument (1 torch thread each). At the end the
+# per-TAG results are merged into $OUT/sweep.json (keys variant/seedN/TAG) and the logs into $OUT/sweep.log
+# (the device tool brings back only a few files); add them here with
+# `python bench/grmn_synth.py merge-sweep $FILES_AT/sweep.json`.
 #   bash bench/grmn_synth_device.sh "norm|cuda|-S pretrain.audio_norm=true" "base|cpu|--seeds 1"
 set -uo pipefail
 : "${OUT:?set OUT}"
@@ -18,4 +20,10 @@ for spec in "$@"; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 date -u
-for spec in "$@"; do tag=${spec%%|*}; echo "== $tag"; tail -n 2 "$OUT/$tag.log"; done
+mkdir -p "$OUT/parts"
+for spec in "$@"; do
+  tag=${spec%%|*}; echo "== $tag"; tail -n 1 "$OUT/$tag.log"
+  { echo "== $tag"; cat "$OUT/$tag.log"; } >> "$OUT/sweep.log"; rm -f "$OUT/$tag.log"
+  [ -f "$OUT/$tag.json" ] && mv "$OUT/$tag.json" "$OUT/parts/"
+done
+PYTHONPATH=.. python3 ../bench/grmn_synth.py merge "$OUT"/parts/*.json --out "$OUT/sweep.json" && rm -rf "$OUT/parts"
