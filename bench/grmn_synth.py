@@ -148,9 +148,11 @@ def audio_energy(wav: Path, t: np.ndarray, half_window_s: float = 0.02) -> np.nd
     return (out - out.min()) / max(out.max() - out.min(), 1e-12)
 
 
-def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "cpu") -> dict[str, Any]:
+def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "cpu",
+                   from_s: float = 0.0) -> dict[str, Any]:
     """One GRMN on the held-out clip of identity index `ix` (default: its last clip) against the truth files.
 
+    `from_s`: only the clip's frames from this time on (the validation part of the adaptation clip).
     The cue inputs (AUs, identity vector) come from that clip's own tables (the paper's
     self-reconstruction setting); jaw opening is the jaw's axis-angle x component.
     """
@@ -164,8 +166,9 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
     clips = ix.index.column("clip_id").to_pylist()
     clip = clip or sorted(set(clips))[-1]
     usable = ix.index.column("usable").to_numpy(zero_copy_only=False)
-    rows = np.array([i for i, c in enumerate(clips) if c == clip and usable[i]], dtype=np.int64)
-    t = ix.index.column("t").to_numpy()[rows]
+    t_all = ix.index.column("t").to_numpy()
+    rows = np.array([i for i, c in enumerate(clips) if c == clip and usable[i] and t_all[i] >= from_s], dtype=np.int64)
+    t = t_all[rows]
     loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False)
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("jaw", "g", "expr", "track_jaw", "track_expr", "e")}
     grmn.eval()
@@ -281,8 +284,13 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
             t_ad = time.perf_counter() - t0
             m = evaluate_model(grmn, target, device=device)
+            # validation: the adaptation clip after its first train_seconds (other sentences of the target,
+            # not used to adapt); settings are compared on it, test numbers are the held-out clip's
+            val = evaluate_model(grmn, target, clip=sorted(set(target.index.column("clip_id").to_pylist()))[0],
+                                 device=device, from_s=a.train_seconds)
             dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)"
-            m.update(variant=v, seed=seed, device=device, device_name=dev_name, corpus=list(p.corpus), pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
+            m.update(val={k: val[k] for k in ("clip", "frames", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r")},
+                     variant=v, seed=seed, device=device, device_name=dev_name, corpus=list(p.corpus), pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
@@ -292,8 +300,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1, default=str))
-            print(json.dumps({k: m[k] for k in ("variant", "seed", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r",
-                                                "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}), flush=True)
+            print(json.dumps({"val_jaw_r": val["jaw_r"], **{k: m[k] for k in ("variant", "seed", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r",
+                                                "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}}), flush=True)
 
 
 def _value(v: str) -> Any:
