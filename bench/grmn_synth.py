@@ -16,6 +16,7 @@ The truth files of the synthetic identities are read only by `evaluate`.
     python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
     python bench/grmn_synth.py run [variants] --device cuda [-S k=v]  # same code path, one process, no dvc
     python bench/grmn_synth.py ridge            # linear audio->jaw diagnostic (cwd: the workdir)
+    python bench/grmn_synth.py teacher-check ID... [--scales 1,1.4] [--gains 3,6]  # emotion teacher vs intensity
     python bench/grmn_synth.py merge FILE...     # per-configuration results -> results json (keys variant/seedN/FILE-STEM)
     python bench/grmn_synth.py merge-sweep sweep.json  # grmn_synth_device.sh's merged results -> results json
     python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
@@ -304,6 +305,82 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                                 "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}}), flush=True)
 
 
+def teacher_check(ids: list[str], scales: list[float], gains: list[float], seconds: float = 12.0,
+                  step: int = 3) -> list[dict[str, Any]]:
+    """Diagnostic of the gate's only signal: does the emotion teacher's score e (Eq. 9) follow the synthetic
+    intensity? (cwd: the workdir; truth read for scoring only.)
+
+    For each identity in `ids`: e on its ingested frames (every `step`-th) at each face-crop scale.
+    For each gain in `gains`: identity `ids[0]`'s seed re-rendered for `seconds` with `synth.au_gain` =
+    gain (a scratch folder, not the corpus), crops from the truth landmarks.
+    """
+    import tempfile
+
+    import av
+    import torch
+
+    from emotag_core.config import EmotionConfig, load_params
+    from emotag_core.io.frames import FrameStore
+    from emotag_core.io.tables import TableReader
+    from emotag_core.teachers import emotion
+    from emotag_core.teachers.landmarks import face_boxes
+    from stages.synth import generate_identity, identity_config, load_model
+
+    torch.set_num_threads(1)
+    teacher = emotion.load("fer", EmotionConfig(backend="fer"))
+    out: list[dict[str, Any]] = []
+
+    def row(**kw: Any) -> None:
+        out.append(kw)
+        print(json.dumps(kw), flush=True)
+
+    def score(images: np.ndarray, boxes: np.ndarray, strength: np.ndarray, label: np.ndarray) -> dict[str, Any]:
+        probs = teacher.predict(images, boxes)
+        return {"e_intensity_r": pearson(emotion.emotion_score(probs), strength),
+                "accuracy": float((probs.argmax(1) == label).mean()),
+                "argmax_counts": np.bincount(probs.argmax(1), minlength=7).tolist(),
+                "true_counts": np.bincount(label, minlength=7).tolist()}
+
+    for ident in ids:
+        store = FrameStore(f"data/processed/{ident}/frames.parquet")
+        lm = TableReader(f"data/processed/{ident}/landmarks.parquet", "landmarks").read(
+            columns=["clip_id", "frame", "face_found", "landmarks"])
+        pts = lm.column("landmarks").combine_chunks().flatten().to_numpy().reshape(-1, 478, 3)
+        found = lm.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
+        clips = np.asarray(lm.column("clip_id").to_pylist())
+        frames = lm.column("frame").to_numpy()
+        imgs, rows = [], []
+        for r, im in store.iter_batches(64):
+            keep = (r % step == 0) & (clips[r] == clips[0])
+            imgs.append(im[keep])
+            rows.append(r[keep])
+        images, rows_a = np.concatenate(imgs), np.concatenate(rows)
+        truth = np.load(f"data/synthetic/{ident}/truth/{clips[0]}.npz")
+        fr = np.clip(frames[rows_a], 0, len(truth["emotion_strength"]) - 1)
+        for sc in scales:
+            row(identity=ident, au_gain=1.0, crop_scale=sc, frames=int(len(rows_a)),
+                **score(images, face_boxes(pts[rows_a], found[rows_a], store.size, sc),
+                        truth["emotion_strength"][fr], truth["emotion"][fr]))
+    if gains:
+        p = load_params("params.yaml")
+        model = load_model(p.flame, "cpu")
+        for gain in gains:
+            cfg = identity_config(p.synth, {**p.synthetic[ids[0]], "seconds": seconds, "clips": 1, "au_gain": gain}, ids[0])
+            with tempfile.TemporaryDirectory() as tmp:
+                generate_identity(model, cfg, Path(tmp) / "x", quiet=True)
+                truth = np.load(Path(tmp) / "x" / "truth" / "clip000.npz")
+                with av.open(str(Path(tmp) / "x" / "clip000.mp4")) as c:
+                    video = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+            n = min(len(video), len(truth["emotion_strength"]))
+            lmk = truth["landmarks2d"][:n]
+            lo, hi = lmk.min(1), lmk.max(1)
+            for sc in scales:
+                boxes = np.concatenate([(lo + hi) / 2, (hi - lo).max(1, keepdims=True) * sc], 1).astype(np.float32)
+                row(identity=f"{ids[0]} re-rendered ({seconds:g} s)", au_gain=gain, crop_scale=sc, frames=n,
+                    **score(np.stack(video[:n]), boxes, truth["emotion_strength"][:n], truth["emotion"][:n]))
+    return out
+
+
 def _value(v: str) -> Any:
     """A `-S key=value` value: true/false, a JSON number/list, else the string itself (`cosine`)."""
     if v in ("true", "false"):
@@ -437,13 +514,14 @@ def table(path: Path = RESULTS) -> str:
     res = json.loads(path.read_text())
     names = {"full": "full GRMN", "score": "w/o L_Score", "kl": "w/o L_KL", "seg": "w/o SEG",
              "gate": "w/o gate branch", "residual": "w/o residual branch", "adain": "w/o AdaIN"}
-    lines = ["| variant | run | settings | jaw r vs truth (adapted) | jaw r before adapt | gate-intensity r | "
-             "expr MAE vs truth | pretrain s (it/s) | device |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| variant | run | settings | jaw r vs truth (adapted) | jaw r before adapt | val jaw r | gate-intensity r | "
+             "expr MAE vs truth | pretrain s (it/s) | device |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, m in res.items():
         v, rest = key.split("/", 1)
         st = m["settings"]["pretrain"]
         lines.append(f"| {names[v]} | {rest}, {st['iters']} it x {st['batch_size']} | {settings_note(m)} | {fmt(m['jaw_r'])} | "
-                     f"{fmt(m['before_adapt']['jaw_r'])} | {fmt(m['gate_intensity_r'])} | {fmt(m['expr_mae'])} | "
+                     f"{fmt(m['before_adapt']['jaw_r'])} | {fmt(m.get('val', {}).get('jaw_r', '-'))} | {fmt(m['gate_intensity_r'])} | "
+                     f"{fmt(m['expr_mae'])} | "
                      f"{m['pretrain_s']:.0f} ({m['pretrain_it_s']:.0f}) | {m.get('device_name', m['device'])} |")
     m = next(iter(res.values()))
     lines.append(f"\nReferences on the same {m['frames']} held-out frames ({m['identity']}/{m['clip']}, voices "
@@ -469,6 +547,11 @@ def main() -> None:
     tp = sub.add_parser("table")
     tp.add_argument("paths", nargs="*", type=Path, default=[RESULTS])
     sub.add_parser("ridge", help="linear audio->jaw diagnostic (cwd: the workdir)")
+    tc = sub.add_parser("teacher-check", help="does the emotion teacher's e follow the synthetic intensity? (cwd: workdir)")
+    tc.add_argument("ids", nargs="+")
+    tc.add_argument("--scales", default="1.0,1.4")
+    tc.add_argument("--gains", default="", help="re-render ids[0] with these synth.au_gain values, e.g. 3,6")
+    tc.add_argument("--out", type=Path)
     mp = sub.add_parser("merge", help="add per-configuration result files (grmn_synth_device.sh) to the results")
     mp.add_argument("files", nargs="+", type=Path)
     mp.add_argument("--out", type=Path, default=RESULTS)
@@ -490,6 +573,11 @@ def main() -> None:
         experiments(WORKDIR, a.variants, dict(kv.split("=", 1) for kv in a.sets), a.out)
     elif a.cmd == "evaluate":
         evaluate(a.identity, a.clip)
+    elif a.cmd == "teacher-check":
+        res = teacher_check(a.ids, [float(x) for x in a.scales.split(",")],
+                            [float(x) for x in a.gains.split(",") if x])
+        if a.out:
+            a.out.write_text(json.dumps(res, indent=1))
     elif a.cmd == "merge":
         merge(a.files, a.out)
     elif a.cmd == "merge-sweep":
