@@ -201,6 +201,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
     lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before any work
     start = 0
     seen = {k: 0 for k in loader.ids}
+    last: dict[str, float] = {}  # the last step's loss terms (the summary's `final`)
     state = load_latest(ckpt_dir, fingerprint) if ckpt_dir is not None else None
     if state is not None:
         grmn.load_state_dict(state["grmn"])
@@ -209,6 +210,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
         loader.load_state_dict(state["loader"])
         seen = dict(state["seen"])
         start = int(state["iteration"])
+        last = dict(state.get("last", {}))  # a kill after the final checkpoint resumes with 0 steps to run
 
     from tqdm import tqdm
 
@@ -228,12 +230,11 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             return
         save_checkpoint(ckpt_dir, it, {"fingerprint": fingerprint, "grmn": grmn.state_dict(),
                                        "scenes": scenes.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "loader": source.state_dict(), "seen": dict(seen)})
+                                       "loader": source.state_dict(), "seen": dict(seen), "last": dict(last)})
 
     pending = _Pending()
     ready: list[tuple[int, bool, dict[str, float]]] = []
     bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="it", disable=not progress, dynamic_ncols=True)
-    last: dict[str, float] = {}
 
     def emit() -> None:
         nonlocal last

@@ -144,3 +144,21 @@ def test_motion_only_trains_on_params_without_rendering_or_images(tmp_path):
     adapt(grmn, None, "a", ad_loader, cfg, sw, progress=False)
     changed = {k for k, v in grmn.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == grmn.adain_parameter_names()
+
+
+def test_rerun_after_the_final_checkpoint_reports_the_same_summary(tmp_path):
+    """Killed after the last checkpoint but before the model/summary were written: the rerun has no
+    step left to run and must still report the same final losses and per-identity step counts."""
+    ixs = [build_identity_index(i, write_identity(tmp_path, i, seed=s)) for s, i in enumerate("ab")]
+    cfg = LoopConfig(iters=8, static_iters=2, lr=1e-2, image_size=SIZE, checkpoint_every=4, log_every=1)
+
+    def run():
+        torch.manual_seed(0)
+        return pretrain(small_grmn(), {"a": ToyScene(0), "b": ToyScene(1)}, CorpusLoader(ixs, 2, SIZE, seed=0), cfg,
+                        LossSwitches(), ckpt_dir=tmp_path / "ckpt", fingerprint="f", progress=False)
+
+    first = run()
+    again = run()  # resumes from the final checkpoint (iteration 8)
+    assert first["resumed_from"] == 0 and again["resumed_from"] == cfg.iters
+    assert first["final"] and again["final"] == first["final"]
+    assert again["static_steps"] == first["static_steps"]
