@@ -90,6 +90,7 @@ class Scratch:
 
 _RUNNING = re.compile(r"^Running stage '([^']+)':", re.M)
 _FAILED = re.compile(r"failed to reproduce '([^']+)'[^\n]*", re.M)
+_SUMMARY = re.compile(r"^[^\n]*failed to reproduce stages: [^\n]*$", re.M)  # DVC -k's closing list of failed stages
 
 
 def split_stages(log: str) -> dict[str, str]:
@@ -101,7 +102,8 @@ def split_stages(log: str) -> dict[str, str]:
         end = marks[i + 1].start() if i + 1 < len(marks) else len(log)
         name = m.group(1)
         # the last section runs to the end of the log, where DVC -k may summarise other stages' failures
-        sections[name] = _FAILED.sub(lambda f: f.group(0) if f.group(1) == name else "", log[m.start():end])
+        text = _SUMMARY.sub("", log[m.start():end])
+        sections[name] = _FAILED.sub(lambda f: f.group(0) if f.group(1) == name else "", text)
     for m in _FAILED.finditer(log):
         sections.setdefault(m.group(1), "")
         if m.group(0) not in sections[m.group(1)]:

@@ -10,6 +10,8 @@ Running stage 'ingest@good':
 > python -m stages.ingest good
 ingest@good done in 3.0 s
 ERROR: failed to reproduce 'ingest@bad': failed to run: python -m stages.ingest bad, exited with 2
+Updating lock file 'dvc.lock'
+ERROR: failed to reproduce stages: 'ingest@bad' and 'ingest@other'
 """
 
 
