@@ -49,3 +49,16 @@ def test_stats_survive_adaptation_and_pretrain_stage_sets_them(tmp_path):
     adapt(grmn, None, "t", loader, cfg, LossSwitches(render=False, param_supervision=1.0), progress=False)
     changed = {k for k, v in grmn.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and changed <= grmn.adain_parameter_names()  # statistics and non-AdaIN weights untouched
+
+
+def test_stats_travel_with_the_saved_model(tmp_path):
+    from emotag_core.motion.grmn import GRMN, GRMNSpec
+    from emotag_core.train.checkpoint import load_model, save_model
+
+    g = GRMN(GRMNSpec(audio_dim=AUDIO_DIM, n_aus=6, identity_dim=ID_DIM, n_expr=N_EXPR, n_mouth=N_MOUTH, d_model=16,
+                      d_expr=8, n_layers=1, n_heads=2, hidden=16, audio_norm=True, adain_axis="channel"))
+    g.set_audio_stats(torch.arange(AUDIO_DIM, dtype=torch.float32), torch.full((AUDIO_DIM,), 2.0))
+    save_model(tmp_path / "grmn.pt", g)
+    back, _ = load_model(tmp_path / "grmn.pt")
+    assert back.spec.audio_norm and back.spec.adain_axis == "channel"
+    assert torch.equal(back.audio_mean, g.audio_mean) and torch.equal(back.audio_std, g.audio_std)
