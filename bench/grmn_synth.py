@@ -391,9 +391,12 @@ def _value(v: str) -> Any:
         return v
 
 
-def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0)) -> dict[str, float | None]:
+def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0),
+                   labels: str = "tracked") -> dict[str, float | None]:
     """Diagnostic: ridge regression from +-k frames of (standardised) audio features to the TRACKED jaw of the
-    corpus, scored like GRMN on the target's held-out clip (r vs the TRUE jaw). Run with cwd = the workdir."""
+    corpus, scored like GRMN on the target's held-out clip (r vs the TRUE jaw). Run with cwd = the workdir.
+
+    `labels="truth"` fits the corpus's TRUE jaw instead: a ceiling diagnostic only (nothing trains on it)."""
     import pyarrow.parquet as pq
 
     from emotag_core.config import load_params
@@ -401,16 +404,23 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
     p = load_params("params.yaml")
 
     def windows(ident: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a = pq.read_table(f"data/processed/{ident}/audio_features.parquet", columns=["clip_id", "feature"])
+        a = pq.read_table(f"data/processed/{ident}/audio_features.parquet", columns=["clip_id", "frame", "feature"])
         f = pq.read_table(f"data/processed/{ident}/flame.parquet", columns=["jaw"])
         clips = np.asarray(a.column("clip_id").to_pylist())
         x = np.asarray(a.column("feature").to_pylist(), np.float32)
+        jaw = np.asarray(f.column("jaw").to_pylist())[:, 0]
+        if labels == "truth":
+            frames = a.column("frame").to_numpy()
+            jaw = np.zeros(len(clips))
+            for c in dict.fromkeys(clips):
+                tj = np.load(f"data/synthetic/{ident}/truth/{c}.npz")["jaw"][:, 0]
+                jaw[clips == c] = tj[np.clip(frames[clips == c], 0, len(tj) - 1)]
         out = []
         for c in dict.fromkeys(clips):
             xc = x[clips == c]
             idx = np.clip(np.arange(len(xc))[:, None] + np.arange(-k, k + 1)[None], 0, len(xc) - 1)
             out.append(xc[idx].reshape(len(xc), -1))
-        return np.concatenate(out), np.asarray(f.column("jaw").to_pylist())[:, 0], clips
+        return np.concatenate(out), jaw, clips
 
     parts = [windows(i) for i in p.corpus]
     x = np.concatenate([q[0] for q in parts])
@@ -425,7 +435,7 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
     res: dict[str, float | None] = {}
     for lam in lambdas:
         w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (y - y.mean()))
-        res[f"ridge_lambda{lam:g}"] = pearson(((xt - mu) / sd) @ w, truth[: len(xt)])
+        res[f"ridge_k{k}_{labels}_lambda{lam:g}"] = pearson(((xt - mu) / sd) @ w, truth[: len(xt)])
     print(json.dumps(res))
     return res
 
@@ -546,7 +556,11 @@ def main() -> None:
     ev.add_argument("--clip")
     tp = sub.add_parser("table")
     tp.add_argument("paths", nargs="*", type=Path, default=[RESULTS])
-    sub.add_parser("ridge", help="linear audio->jaw diagnostic (cwd: the workdir)")
+    rg = sub.add_parser("ridge", help="linear audio->jaw diagnostic (cwd: the workdir)")
+    rg.add_argument("--k", type=int, default=3, help="frames each side of the centre")
+    rg.add_argument("--lambdas", default="10,100,1000")
+    rg.add_argument("--labels", choices=("tracked", "truth"), default="tracked",
+                    help="truth: fit the corpus's true jaw (a ceiling diagnostic, never a training target)")
     tc = sub.add_parser("teacher-check", help="does the emotion teacher's e follow the synthetic intensity? (cwd: workdir)")
     tc.add_argument("ids", nargs="+")
     tc.add_argument("--scales", default="1.0,1.4")
@@ -587,7 +601,7 @@ def main() -> None:
         a.out.write_text(json.dumps(res, indent=1, default=str))
         print(f"{len(a.files)} sweep file(s) merged into {a.out} ({len(res)} rows)")
     elif a.cmd == "ridge":
-        ridge_baseline()
+        ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels)
     elif a.cmd == "bundle":
         make_bundle(WORKDIR, a.dest)
     elif a.cmd == "run":
