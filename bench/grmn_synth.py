@@ -170,7 +170,7 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
     t_all = ix.index.column("t").to_numpy()
     rows = np.array([i for i, c in enumerate(clips) if c == clip and usable[i] and t_all[i] >= from_s], dtype=np.int64)
     t = t_all[rows]
-    loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False)
+    loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False, clip_norm=grmn.spec.clip_norm)
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("jaw", "g", "expr", "track_jaw", "track_expr", "e")}
     grmn.eval()
     with torch.no_grad():
@@ -242,7 +242,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
     from emotag_core.train.data import CorpusLoader, build_identity_index
     from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, pretrain
     from stages.corpus import table_paths
-    from stages.pretrain import grmn_spec, init_audio_norm
+    from stages.pretrain import audio_augment, grmn_spec, init_audio_norm
 
     torch.set_num_threads(int(os.environ.get("GRMN_THREADS", "1")))  # 1: fastest on a shared CPU
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -267,7 +267,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render,
                                             param_jaw_weight=c.param_jaw_weight)
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                  cache_row_groups=c.cache_row_groups, with_images=False)
+                                  cache_row_groups=c.cache_row_groups, with_images=False, clip_norm=c.clip_norm,
+                                  audio_aug=audio_augment(p))
             cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
                              checkpoint_every=0, log_every=c.log_every, weight_decay=c.weight_decay,
                              lr_schedule=c.lr_schedule)
@@ -278,7 +279,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             t_pre = time.perf_counter() - t0
             before = evaluate_model(grmn, target, device=device)  # pretrained, not yet adapted
             ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                     with_images=False, max_seconds=a.train_seconds)
+                                     with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm)
             acfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
                               checkpoint_every=0, log_every=c.log_every)
             t0 = time.perf_counter()
@@ -296,7 +297,10 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
                                                                     "render", "d_model", "n_layers", "audio_norm", "dropout", "param_jaw_weight",
-                                                                    "weight_decay", "adain_axis", "lr_schedule")},
+                                                                    "weight_decay", "adain_axis", "lr_schedule", "clip_norm",
+                                                                    "aug_gain_std", "aug_shift_bins", "aug_freq_masks",
+                                                                    "aug_freq_mask_width", "aug_time_masks",
+                                                                    "aug_time_mask_width")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -509,9 +513,14 @@ def settings_note(m: dict[str, Any]) -> str:
     st = m["settings"]["pretrain"]
     notes = [f"{len(m.get('corpus', [0] * 4))} ids"]
     for k, default in (("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01),
-                       ("adain_axis", "time"), ("lr_schedule", "constant")):
+                       ("adain_axis", "time"), ("lr_schedule", "constant"), ("clip_norm", False), ("aug_gain_std", 0.0),
+                       ("aug_shift_bins", 0), ("aug_freq_masks", 0), ("aug_time_masks", 0)):
         if st.get(k, default) != default:
             notes.append(f"{k}={st[k]}")
+    ad = m["settings"].get("adapt", {})
+    for k, default in (("iters", 300), ("lr", 5e-4)):
+        if k in ad and ad[k] != default:
+            notes.append(f"adapt.{k}={ad[k]}")
     return ", ".join(notes)
 
 

@@ -302,6 +302,29 @@ class PretrainConfig:
     adain_axis: str = "time"
     """What Eq. 5's InstanceNorm normalises a window's features [T, C] over: `time` (per channel) or
     `channel` (per frame). The paper does not say; `channel` keeps each frame's absolute level."""
+    clip_norm: bool = False
+    """Per-clip CMVN of the audio features (not in the paper): each channel standardised with the mean/std
+    of its own clip, in the loaders (pretrain, adapt: the part of the clip adaptation may use) and at
+    inference (offline: the whole clip; streaming: the rows arrived so far). Recorded in the model;
+    with it, `audio_norm`'s corpus statistics stay identity (the features are already standardised)."""
+    aug_gain_std: float = 0.0
+    """Pretraining only: std of a random per-mel-band offset added to each window's features (a log-domain
+    gain; feature units, unit std with `clip_norm`). 0 = off. Not in the paper."""
+    aug_shift_bins: int = 0
+    """Pretraining only: shift the mel axis by a random integer in [-n, n] bands per window (a cheap
+    vocal-tract-length perturbation). 0 = off."""
+    aug_freq_masks: int = 0
+    """Pretraining only: SpecAugment frequency masks per window (up to `aug_freq_mask_width` bands set to 0)."""
+    aug_freq_mask_width: int = 8
+    """Largest frequency-mask width in mel bands."""
+    aug_time_masks: int = 0
+    """Pretraining only: SpecAugment time masks per window (up to `aug_time_mask_width` frames set to 0,
+    never the centre frame)."""
+    aug_time_mask_width: int = 2
+    """Largest time-mask width in frames."""
+    aug_mel_bands: int = 80
+    """Mel bands per hop of the audio features (the logmel backend stacks hops of this many bands);
+    shifts and frequency masks act on this axis."""
     lr_schedule: str = "constant"
     """Pretraining learning rate over the iterations: `constant` or `cosine` (from `lr` down to 1% of it
     at the last iteration). The paper gives only the rate; adaptation keeps a constant one."""

@@ -42,12 +42,23 @@ def grmn_spec(p: Params, meta: dict[str, Any], n_mouth: int) -> GRMNSpec:
                     n_expr=meta["n_expr"], n_mouth=n_mouth, window=p.audio_features.window, d_model=c.d_model,
                     d_expr=c.d_expr, n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden,
                     adain=ab.adain, residual=ab.residual, gate=ab.gate, audio_norm=c.audio_norm, dropout=c.dropout,
-                    adain_axis=c.adain_axis)
+                    adain_axis=c.adain_axis, clip_norm=c.clip_norm)
+
+
+def audio_augment(p: Params) -> Any:
+    """The pretraining batches' audio augmentation from `pretrain.aug_*` (None when every knob is off)."""
+    from emotag_core.train.audio_aug import AudioAugment
+
+    c = p.pretrain
+    aug = AudioAugment(gain_std=c.aug_gain_std, shift_bins=c.aug_shift_bins, n_bands=c.aug_mel_bands,
+                       freq_masks=c.aug_freq_masks, freq_mask_width=c.aug_freq_mask_width,
+                       time_masks=c.aug_time_masks, time_mask_width=c.aug_time_mask_width)
+    return aug if aug.active else None
 
 
 def init_audio_norm(grmn: GRMN, indices: list[IdentityIndex]) -> None:
     """With `pretrain.audio_norm`: GRMN's input statistics from every corpus identity's audio features."""
-    if grmn.spec.audio_norm:
+    if grmn.spec.audio_norm and not grmn.spec.clip_norm:  # clip-normalised inputs are standardised already
         from emotag_core.train.audio_stats import audio_feature_stats
 
         grmn.set_audio_stats(*audio_feature_stats([ix.tables["audio_features"] for ix in indices]))
@@ -121,7 +132,8 @@ def main() -> None:
     init_audio_norm(grmn, indices)
     grmn = grmn.to(dev)
     loader = CorpusLoader(indices, c.batch_size, c.image_size, window=spec.window, seed=c.seed,
-                          cache_row_groups=c.cache_row_groups, with_images=c.render)
+                          cache_row_groups=c.cache_row_groups, with_images=c.render, clip_norm=spec.clip_norm,
+                          audio_aug=audio_augment(p))
     digests = json.loads((CORPUS_DIR / "manifest.json").read_text())
     fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
     ckpt = CKPT_ROOT / "pretrain"

@@ -55,6 +55,9 @@ class GRMNSpec:
     std (buffers `audio_mean`, `audio_std`, saved with the weights; set by `set_audio_stats`)."""
     dropout: float = 0.0
     """Dropout probability inside the audio Transformer layers (training only; 0 = none)."""
+    clip_norm: bool = False
+    """The model was trained on per-clip standardised audio features (CMVN per channel over the clip):
+    whoever feeds it (loaders, the render driver) must standardise the same way; forward does not."""
     adain_axis: str = "time"
     """Axis of Eq. 5's InstanceNorm on a window's features [T, C]: `time` (per channel, over the
     window's frames) or `channel` (per frame, over its channels). The paper writes InstanceNorm(F)

@@ -221,6 +221,11 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
     W = animator.window
     half = W // 2  # window rows t - half .. t + half - 1 (the GRMN centre is row half)
     fs = FeatureStream(features, fps=fps, context=feature_context, chunk=max(1, min(batch_size, 8)))
+    cmvn = None
+    if getattr(animator.grmn.spec, "clip_norm", False):  # per-clip CMVN, estimated over the rows arrived so far
+        from emotag_core.train.audio_aug import RunningCMVN
+
+        cmvn = RunningCMVN(int(animator.grmn.spec.audio_dim))
     feats: dict[int, np.ndarray] = {}
     audio: dict[int, tuple[np.ndarray, float]] = {}  # frame -> (samples, arrival time)
     trace = RenderTrace()
@@ -238,6 +243,8 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
         idx = np.asarray(frames_idx)
         rows = np.clip(idx[:, None] + np.arange(W)[None] - half, 0, last)  # [B, W]
         a = np.stack([[feats[int(r)] for r in row] for row in rows])  # [B, W, D]
+        if cmvn is not None:
+            a = cmvn(a)
         ci = cues.index(rows)  # [B, W]
         e = cues.aus[ci]  # [B, W, A]
         cc = cues.index(idx)
@@ -275,6 +282,8 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
         for row in f:
             feats[n_feat] = row
             n_feat += 1
+        if cmvn is not None and len(f):
+            cmvn.push(f)
 
     def drain(final: bool) -> None:
         nonlocal next_out, pending

@@ -265,9 +265,14 @@ class CorpusLoader:
 
     def __init__(self, indices: list[IdentityIndex], batch_size: int, image_size: int, window: int = 16,
                  seed: int = 0, cache_row_groups: int = 64, with_geometry: bool = False,
-                 max_seconds: float | None = None, with_images: bool = True) -> None:
+                 max_seconds: float | None = None, with_images: bool = True, clip_norm: bool = False,
+                 audio_aug: Any = None) -> None:
         """`with_images=False` (motion-only training) skips reading and decoding the frame crops:
-        `Batch.image` is then an empty [B, 3, 0, 0] tensor."""
+        `Batch.image` is then an empty [B, 3, 0, 0] tensor.
+
+        `clip_norm`: audio features standardised per clip (`audio_aug.clip_cmvn_stats`) over the clip's
+        frames this loader may use (with `max_seconds`, only those in the limit). `audio_aug`: an
+        `audio_aug.AudioAugment` applied to sampled batches (`next_batch`), never to `load`."""
         from emotag_core.teachers.audio import window_offsets
 
         if not indices:
@@ -305,6 +310,9 @@ class CorpusLoader:
         self.weights = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.step = 0
         self.max_seconds = max_seconds
+        self.clip_norm = clip_norm
+        self.audio_aug = audio_aug if audio_aug is not None and audio_aug.active else None
+        self._cmvn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # (identity, clip row0) -> mean, std
         self._dev: dict[str, dict[str, Tensor]] | None = None  # preloaded pools (see `preload`)
         self.device: torch.device | None = None
 
@@ -335,9 +343,25 @@ class CorpusLoader:
 
     def next_batch(self) -> Batch:
         ident, rows = self.sample()
-        if self._dev is not None:
-            return self._gather(ident, rows)
-        return self.load(ident, rows)
+        b = self._gather(ident, rows) if self._dev is not None else self.load(ident, rows)
+        if self.audio_aug is not None:  # draws from self.rng: a resumed run augments identically
+            aug = self.audio_aug(b.audio.cpu().numpy(), self.rng)
+            b.audio = torch.from_numpy(aug).to(b.audio.device)
+        return b
+
+    def _clip_stats(self, ident: str, row0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """CMVN statistics of the clip whose audio rows start at `row0` ([D], [D]), cached per clip."""
+        from emotag_core.train.audio_aug import clip_cmvn_stats
+
+        key = (ident, int(row0))
+        if key not in self._cmvn:
+            if self.max_seconds is not None:  # only what a time-limited loader may see of the clip
+                first = int(np.nonzero(self._cols[ident]["row0_audio"] == row0)[0][0])  # index row of frame 0
+                n_keep = int(round(self.max_seconds * self.indices[ident].meta["fps"]))
+                n = max(1, min(n, n_keep - first))
+            x = self._table(ident, "audio_features").rows(np.arange(row0, row0 + n), "feature")  # [n, D]
+            self._cmvn[key] = clip_cmvn_stats(np.asarray(x, np.float64))
+        return self._cmvn[key]
 
     @property
     def preloaded(self) -> bool:
@@ -404,6 +428,12 @@ class CorpusLoader:
         clip_len = cols["clip_len"][rows]
         win = np.clip(frame[:, None] + self.offsets[None, :], 0, clip_len[:, None] - 1)
         audio = self._table(ident, "audio_features").rows(cols["row0_audio"][rows][:, None] + win, "feature")
+        if self.clip_norm:
+            audio = np.asarray(audio, np.float64)
+            for r0 in np.unique(cols["row0_audio"][rows]):
+                sel = cols["row0_audio"][rows] == r0
+                mu, sd = self._clip_stats(ident, int(r0), int(clip_len[sel][0]))
+                audio[sel] = (audio[sel] - mu) / sd
         aus_tab = self._table(ident, "aus")
         aus = np.stack([aus_tab.rows(cols["row0_aus"][rows][:, None] + win, a) for a in UPPER_AUS], axis=-1)
         emo = self._table(ident, "emotion")
