@@ -89,7 +89,7 @@ def main() -> int:
         res["video_s_per_wall_s"] = round(len(ids) * a.seconds / res["wall_s"], 3)
         rows.append(res)
         print(f"| onboard {len(ids)} ids x {a.seconds:g} s, {w} worker(s) | {res['wall_s']} s | "
-              f"{res['ids_per_hour']} ids/h | {res['video_s_per_wall_s']} s of video per s | {res['dvc_status']} |", flush=True)
+              f"{res['ids_per_hour']} ids/h | {res['video_s_per_wall_s']} s of video per s |", flush=True)
     base = rows[0]["wall_s"] * rows[0]["workers"]
     for r in rows:
         r["speedup_vs_first"] = round(rows[0]["wall_s"] / r["wall_s"], 2)

@@ -94,33 +94,31 @@ def _make_flow(task_runner, retries: int, retry_delay: float):
     def stage_task(stage: str, identity: str, cmd: str, cwd: str, log: str) -> float:
         return dvc_state.run_stage(f"{stage}@{identity}", cmd, cwd=Path(cwd), log=Path(log))
 
+    @task(task_run_name="preprocess@{identity}")
+    def identity_task(identity: str, names: list[str], cmds: dict[str, str], cwd: str, log: str) -> dict:
+        # one identity's stages in dependency order, each a (retried) nested task; the pool's slots
+        # go to identities, so no worker sits blocked on a stage's upstream future
+        res: dict = {"ran": [], "failed": None}
+        for st in names:
+            try:
+                stage_task(st, identity, cmds[st], cwd, log)
+            except BaseException as exc:  # noqa: BLE001 - reported per identity, the others go on
+                res["failed"] = f"{st}: {exc}"
+                break
+            res["ran"].append(st)
+        return res
+
     @flow(name="onboard", task_runner=task_runner)
     def onboard_flow(todo: dict[str, list[str]], cmds: dict[str, str], cwd: str, log_dir: str) -> dict[str, dict]:
-        chains = {}
-        for ident, names in todo.items():
-            prev, chain = None, []
-            for st in names:
-                fut = stage_task.submit(st, ident, cmds[f"{st}@{ident}"], cwd, f"{log_dir}/{ident}.log",
-                                        wait_for=[prev] if prev is not None else None)
-                chain.append((st, fut))
-                prev = fut
-            chains[ident] = chain
+        futs = {ident: identity_task.submit(ident, names, {st: cmds[f"{st}@{ident}"] for st in names}, cwd,
+                                            f"{log_dir}/{ident}.log")
+                for ident, names in todo.items()}
         out: dict[str, dict] = {}
-        for ident, chain in chains.items():
-            res: dict = {"ran": [], "failed": None}
-            for st, fut in chain:
-                fut.wait()
-                if fut.state.is_completed():
-                    res["ran"].append(st)
-                    continue
-                try:
-                    fut.result(raise_on_failure=True)
-                except BaseException as exc:  # noqa: BLE001 - reported per identity
-                    res["failed"] = f"{st}: {exc}"
-                else:
-                    res["failed"] = f"{st}: {fut.state.name}"
-                break
-            out[ident] = res
+        for ident, fut in futs.items():
+            try:
+                out[ident] = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - e.g. the worker running it died for good
+                out[ident] = {"ran": [], "failed": f"{type(exc).__name__}: {exc}"}
         return out
 
     return onboard_flow

@@ -81,3 +81,37 @@ def test_parallel_retry_after_sigkill_isolation_and_noop_rerun(tmp_path, prefect
                          capture_output=True, text=True)
     assert out.returncode == 0 and "Running stage" not in out.stdout, out.stdout
     assert time.perf_counter() - t0 < 120
+
+
+PAR_YAML = """
+stages:
+  s1:
+    foreach: ${ids}
+    do:
+      cmd: python -c "import time; t=time.time(); time.sleep(2.0); open('out/${key}.1','w').write('%f %f' % (t, time.time()))"
+      params:
+        - ids.${key}
+      outs:
+        - out/${key}.1
+  s2:
+    foreach: ${ids}
+    do:
+      cmd: cat out/${key}.1 > out/${key}.2
+      deps:
+        - out/${key}.1
+      outs:
+        - out/${key}.2
+"""
+
+
+@pytest.mark.slow
+def test_identities_run_side_by_side_on_two_workers(tmp_path, prefect_harness):
+    """With 2 workers, two identities' first stages overlap in time (a worker must not sit blocked
+    on a later stage's upstream while another identity waits)."""
+    make_repo(tmp_path, {"a": {"x": 1}, "b": {"x": 2}})
+    (tmp_path / "dvc.yaml").write_text(PAR_YAML)
+    res = {r.id: r for r in onboard.preprocess(["a", "b"], workers=2, runner="thread", stages=("s1", "s2"),
+                                                repo=tmp_path)}
+    assert all(r.ran == ["s1", "s2"] and r.failed is None for r in res.values()), res
+    (a0, a1), (b0, b1) = (map(float, (tmp_path / f"out/{k}.1").read_text().split()) for k in "ab")
+    assert a0 < b1 and b0 < a1, f"s1@a ran {a0:.2f}-{a1:.2f}, s1@b {b0:.2f}-{b1:.2f}: not in parallel"
