@@ -171,7 +171,8 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
     rows = np.array([i for i, c in enumerate(clips) if c == clip and usable[i] and t_all[i] >= from_s], dtype=np.int64)
     t = t_all[rows]
     loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False, clip_norm=grmn.spec.clip_norm)
-    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("jaw", "g", "expr", "track_jaw", "track_expr", "e")}
+    au_loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False, score_target="aus")
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("jaw", "g", "expr", "track_jaw", "track_expr", "e", "e_aus")}
     grmn.eval()
     with torch.no_grad():
         for k in range(0, len(rows), 256):
@@ -180,6 +181,7 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
             for name, v in (("jaw", out.jaw[:, 0]), ("g", out.g[:, 0]), ("expr", out.expr), ("track_jaw", b.jaw[:, 0]),
                             ("track_expr", b.expr), ("e", b.e)):
                 acc[name].append(v.float().cpu().numpy())
+            acc["e_aus"].append(au_loader.load(identity, rows[k:k + 256]).e.numpy())  # pretrain.score_target: aus
     r = {k: np.concatenate(v) for k, v in acc.items()}
     truth = np.load(paths.synthetic / "truth" / f"{clip}.npz")
     ti = np.clip(np.round(t * float(truth["fps"])).astype(int), 0, len(truth["jaw"]) - 1)
@@ -194,6 +196,7 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
         "tracked_jaw_r": pearson(r["track_jaw"], true_jaw),
         "gate_intensity_r": pearson(r["g"], strength),
         "teacher_e_intensity_r": pearson(r["e"], strength),
+        "aus_e_intensity_r": pearson(r["e_aus"], strength),
         "gate_mean": float(r["g"].mean()),
         "expr_mae": float(np.abs(r["expr"] - true_expr).mean()),
         "expr_mae_zero": float(np.abs(true_expr).mean()),
@@ -268,7 +271,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                             param_jaw_weight=c.param_jaw_weight)
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                   cache_row_groups=c.cache_row_groups, with_images=False, clip_norm=c.clip_norm,
-                                  audio_aug=audio_augment(p))
+                                  audio_aug=audio_augment(p), score_target=c.score_target)
             cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
                              checkpoint_every=0, log_every=c.log_every, weight_decay=c.weight_decay,
                              lr_schedule=c.lr_schedule)
@@ -279,7 +282,8 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             t_pre = time.perf_counter() - t0
             before = evaluate_model(grmn, target, device=device)  # pretrained, not yet adapted
             ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                     with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm)
+                                     with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm,
+                                     score_target=c.score_target)
             acfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
                               checkpoint_every=0, log_every=c.log_every)
             t0 = time.perf_counter()
@@ -300,13 +304,13 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                                                     "weight_decay", "adain_axis", "lr_schedule", "clip_norm",
                                                                     "aug_gain_std", "aug_shift_bins", "aug_freq_masks",
                                                                     "aug_freq_mask_width", "aug_time_masks",
-                                                                    "aug_time_mask_width")},
+                                                                    "aug_time_mask_width", "score_target")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1, default=str))
             print(json.dumps({"val_jaw_r": val["jaw_r"], **{k: m[k] for k in ("variant", "seed", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r",
-                                                "teacher_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}}), flush=True)
+                                                "teacher_e_intensity_r", "aus_e_intensity_r", "expr_mae", "pretrain_s", "adapt_s")}}), flush=True)
 
 
 def teacher_check(ids: list[str], scales: list[float], gains: list[float], seconds: float = 12.0,
@@ -514,7 +518,7 @@ def settings_note(m: dict[str, Any]) -> str:
     notes = [f"{len(m.get('corpus', [0] * 4))} ids"]
     for k, default in (("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01),
                        ("adain_axis", "time"), ("lr_schedule", "constant"), ("clip_norm", False), ("aug_gain_std", 0.0),
-                       ("aug_shift_bins", 0), ("aug_freq_masks", 0), ("aug_time_masks", 0)):
+                       ("aug_shift_bins", 0), ("aug_freq_masks", 0), ("aug_time_masks", 0), ("score_target", "teacher")):
         if st.get(k, default) != default:
             notes.append(f"{k}={st[k]}")
     ad = m["settings"].get("adapt", {})

@@ -307,6 +307,11 @@ class PretrainConfig:
     of its own clip, in the loaders (pretrain, adapt: the part of the clip adaptation may use) and at
     inference (offline: the whole clip; streaming: the rows arrived so far). Recorded in the model;
     with it, `audio_norm`'s corpus statistics stay identity (the features are already standardised)."""
+    score_target: str = "teacher"
+    """What the gate g regresses in L_Score (Eq. 13), pretrain and adapt: `teacher` = the emotion teacher's
+    e = 1 - p(neutral) (Eq. 9, the paper); `aus` = an intensity from the identity's upper-face AU table
+    (per clip: norm of the AUs above the clip's neutral level, scaled to [0, 1]; rule in
+    `emotag_core/train/au_score.py`). Not in the paper; for corpora whose expressions the teacher misses."""
     aug_gain_std: float = 0.0
     """Pretraining only: std of a random per-mel-band offset added to each window's features (a log-domain
     gain; feature units, unit std with `clip_norm`). 0 = off. Not in the paper."""

@@ -51,7 +51,7 @@ def main(identity: str) -> None:
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
     loader = CorpusLoader([ix], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                           cache_row_groups=c.cache_row_groups, with_geometry=c.render, max_seconds=a.train_seconds,
-                          with_images=c.render, clip_norm=grmn.spec.clip_norm)
+                          with_images=c.render, clip_norm=grmn.spec.clip_norm, score_target=c.score_target)
     fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in tables.items()},
                      file_digest(PRETRAIN_MODELS / "grmn.pt"))
     ckpt = CKPT_ROOT / identity

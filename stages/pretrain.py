@@ -133,7 +133,7 @@ def main() -> None:
     grmn = grmn.to(dev)
     loader = CorpusLoader(indices, c.batch_size, c.image_size, window=spec.window, seed=c.seed,
                           cache_row_groups=c.cache_row_groups, with_images=c.render, clip_norm=spec.clip_norm,
-                          audio_aug=audio_augment(p))
+                          audio_aug=audio_augment(p), score_target=c.score_target)
     digests = json.loads((CORPUS_DIR / "manifest.json").read_text())
     fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
     ckpt = CKPT_ROOT / "pretrain"

@@ -266,14 +266,19 @@ class CorpusLoader:
     def __init__(self, indices: list[IdentityIndex], batch_size: int, image_size: int, window: int = 16,
                  seed: int = 0, cache_row_groups: int = 64, with_geometry: bool = False,
                  max_seconds: float | None = None, with_images: bool = True, clip_norm: bool = False,
-                 audio_aug: Any = None) -> None:
+                 audio_aug: Any = None, score_target: str = "teacher") -> None:
         """`with_images=False` (motion-only training) skips reading and decoding the frame crops:
         `Batch.image` is then an empty [B, 3, 0, 0] tensor.
 
         `clip_norm`: audio features standardised per clip (`audio_aug.clip_cmvn_stats`) over the clip's
         frames this loader may use (with `max_seconds`, only those in the limit). `audio_aug`: an
-        `audio_aug.AudioAugment` applied to sampled batches (`next_batch`), never to `load`."""
+        `audio_aug.AudioAugment` applied to sampled batches (`next_batch`), never to `load`.
+
+        `score_target`: what `Batch.e` (L_Score's target, Eq. 13) holds: `teacher` = the emotion table's
+        score (Eq. 9, the paper), `aus` = `au_score.au_intensity_score` of the frame's clip (over the
+        clip's frames this loader may use)."""
         from emotag_core.teachers.audio import window_offsets
+        from emotag_core.train.au_score import check_score_target
 
         if not indices:
             raise InputError(None, "empty corpus", "list corpus identities in params.yaml `corpus`")
@@ -313,6 +318,8 @@ class CorpusLoader:
         self.clip_norm = clip_norm
         self.audio_aug = audio_aug if audio_aug is not None and audio_aug.active else None
         self._cmvn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # (identity, clip row0) -> mean, std
+        self.score_target = check_score_target(score_target)
+        self._au_scores: dict[tuple[str, int], np.ndarray] = {}  # (identity, clip aus row0) -> [n] e per frame
         self._dev: dict[str, dict[str, Tensor]] | None = None  # preloaded pools (see `preload`)
         self.device: torch.device | None = None
 
@@ -362,6 +369,24 @@ class CorpusLoader:
             x = self._table(ident, "audio_features").rows(np.arange(row0, row0 + n), "feature")  # [n, D]
             self._cmvn[key] = clip_cmvn_stats(np.asarray(x, np.float64))
         return self._cmvn[key]
+
+    def _clip_au_score(self, ident: str, row0: int, n: int) -> np.ndarray:
+        """`score_target: aus`: e of every frame of the clip whose AU rows start at `row0` ([n]), cached per clip."""
+        from emotag_core.train.au_score import SCORE_AUS, au_intensity_score
+
+        key = (ident, int(row0))
+        if key not in self._au_scores:
+            n_stat = n
+            if self.max_seconds is not None:  # statistics only over what a time-limited loader may see
+                first = int(np.nonzero(self._cols[ident]["row0_aus"] == row0)[0][0])  # index row of frame 0
+                n_keep = int(round(self.max_seconds * self.indices[ident].meta["fps"]))
+                n_stat = max(1, min(n, n_keep - first))
+            tab = self._table(ident, "aus")
+            x = np.stack([np.asarray(tab.rows(np.arange(row0, row0 + n), a), np.float64) for a in SCORE_AUS], axis=-1)
+            e = np.zeros(n, dtype=np.float64)  # frames past a time limit are never sampled: left 0
+            e[:n_stat] = au_intensity_score(x[:n_stat])  # [n_stat]
+            self._au_scores[key] = e
+        return self._au_scores[key]
 
     @property
     def preloaded(self) -> bool:
@@ -438,7 +463,14 @@ class CorpusLoader:
         aus = np.stack([aus_tab.rows(cols["row0_aus"][rows][:, None] + win, a) for a in UPPER_AUS], axis=-1)
         emo = self._table(ident, "emotion")
         probs = emo.rows(cols["row_emotion"][rows], "probs")
-        score = emo.rows(cols["row_emotion"][rows], "score")
+        if self.score_target == "aus":  # not in the paper: an AU intensity replaces Eq. 9's e
+            r0s = cols["row0_aus"][rows]
+            score = np.empty(len(rows), dtype=np.float64)
+            for r0 in np.unique(r0s):
+                sel = r0s == r0
+                score[sel] = self._clip_au_score(ident, int(r0), int(clip_len[sel][0]))[frame[sel]]
+        else:
+            score = emo.rows(cols["row_emotion"][rows], "score")
         fl = self._table(ident, "flame")
         fr = cols["row_flame"][rows]
         b = len(rows)
