@@ -360,7 +360,8 @@ class AdaptConfig:
     train_seconds: float = 5.0
     """Seconds of video used to adapt (paper: 5 s)."""
     eval_from_s: float = 10.0
-    """Frames from this time on are held out for evaluation."""
+    """Frames from this time on are held out for evaluation (a clip that ends before it: the frames
+    after the adaptation part, `train_seconds`)."""
     checkpoint_every: int = 50
     """Iterations between resumable checkpoints."""
 

@@ -160,11 +160,11 @@ def main(identity: str) -> None:
 
     # ---- self-reconstruction on the held-out frames -------------------------------------------
     clip = first_clip(paths)
-    h0 = heldout_start(p)
     store = FrameStore(paths.table("frames"))
     keys = store.keys
-    rows = np.nonzero((keys.column("clip_id").to_numpy(zero_copy_only=False) == clip)
-                      & (keys.column("frame").to_numpy() >= h0))[0]
+    in_clip = keys.column("clip_id").to_numpy(zero_copy_only=False) == clip
+    h0 = heldout_start(p, int(in_clip.sum()))  # the same held-out part as render@<id>
+    rows = np.nonzero(in_clip & (keys.column("frame").to_numpy() >= (h0 if h0 is not None else 1 << 62)))[0]
     rows = rows[np.argsort(keys.column("frame").to_numpy()[rows])]
     heldout_mp4 = paths.renders / "heldout.mp4"
     curves: dict[str, np.ndarray] = {}
@@ -258,7 +258,7 @@ def main(identity: str) -> None:
     else:
         for k in ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u"):
             M.missing(k, "no held-out render (render.audio replaces the default held-out audio, or the clip ends "
-                         "before adapt.eval_from_s)")
+                         "inside the adaptation part, adapt.train_seconds)")
 
     # ---- OOD audio: lip-sync of every other render ----------------------------------------------
     teacher, why = landmark_teacher(p)

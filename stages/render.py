@@ -106,9 +106,22 @@ def first_clip(paths: Paths) -> str:
     return FrameStore(need(paths.table("frames"), "the frame store", "ingest", paths.id)).clip_ids[0]
 
 
-def heldout_start(p: Params) -> int:
-    """First held-out frame (adapt.eval_from_s)."""
-    return int(round(p.adapt.eval_from_s * p.ingest.fps))
+def heldout_start(p: Params, n_frames: int | None = None) -> int | None:
+    """First held-out frame of a clip of `n_frames`: adapt.eval_from_s; for a clip that ends before
+    it, the first frame after the adaptation part (adapt.train_seconds); None when nothing is left."""
+    h0 = int(round(p.adapt.eval_from_s * p.ingest.fps))
+    if n_frames is None or n_frames > h0:
+        return h0
+    train_end = int(round(p.adapt.train_seconds * p.ingest.fps))
+    return train_end if n_frames > train_end else None
+
+
+def clip_frames(paths: Paths, clip: str) -> int:
+    """Number of frames of `clip` in the identity's frame store."""
+    from emotag_core.io.frames import FrameStore
+
+    keys = FrameStore(need(paths.table("frames"), "the frame store", "ingest", paths.id)).keys
+    return int((keys.column("clip_id").to_numpy(zero_copy_only=False) == clip).sum())
 
 
 def skip_samples(blocks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
@@ -160,13 +173,22 @@ def jobs(identity: str, p: Params, paths: Paths, scratch: Path) -> list[RenderJo
                                    p.render.cue_mode)
     out: list[RenderJob] = []
     if not p.render.audio:
-        h0 = heldout_start(p)
+        n = clip_frames(paths, clip)
+        h0 = heldout_start(p, n)
         wav = need(paths.audio(clip), "the identity's audio", "ingest", identity)
-        out.append(RenderJob(
-            "heldout", "heldout",
-            lambda: skip_samples(iter_samples(wav, SAMPLE_RATE), int(round(h0 * SAMPLE_RATE / p.ingest.fps))),
-            lambda: cue_track(paths, clip, h0, None, "hold"),
-            f"held-out audio of {clip} from {p.adapt.eval_from_s:g} s; cues from the same frames"))
+        if h0 is None:
+            print(f"render@{identity}: clip `{clip}` is {n / p.ingest.fps:.1f} s, all of it inside the adaptation "
+                  f"part (adapt.train_seconds {p.adapt.train_seconds:g} s): no held-out render", flush=True)
+        else:
+            if h0 < int(round(p.adapt.eval_from_s * p.ingest.fps)):
+                print(f"render@{identity}: clip `{clip}` is {n / p.ingest.fps:.1f} s, shorter than adapt.eval_from_s "
+                      f"({p.adapt.eval_from_s:g} s): holding out from {h0 / p.ingest.fps:g} s, after the adaptation "
+                      "part", flush=True)
+            out.append(RenderJob(
+                "heldout", "heldout",
+                lambda: skip_samples(iter_samples(wav, SAMPLE_RATE), int(round(h0 * SAMPLE_RATE / p.ingest.fps))),
+                lambda: cue_track(paths, clip, h0, None, "hold"),
+                f"held-out audio of {clip} from {h0 / p.ingest.fps:g} s; cues from the same frames"))
         if p.render.cross_language_voice:
             v = p.render.cross_language_voice
             path = scratch / f"xlang_{v}.wav"

@@ -25,3 +25,16 @@ def test_dubbed_sample_is_flagged(tmp_path, repo_root):
     assert dubbed(repo_root / "data" / "sample")  # the embedded sample's speech is dubbed
     (tmp_path / "x.yaml").write_text("identity: x\n")
     assert dubbed(tmp_path) is None
+
+
+def test_heldout_part_of_short_clips():
+    """A clip shorter than adapt.eval_from_s holds out what follows the adaptation part; a clip
+    inside the adaptation part has no held-out render (a newcomer's 7 s video once failed here)."""
+    from emotag_core.config import load_params
+    from stages.render import heldout_start
+
+    p = load_params("params.yaml", {"adapt": {"eval_from_s": 10.0, "train_seconds": 5.0}, "ingest": {"fps": 25.0}})
+    assert heldout_start(p) == 250
+    assert heldout_start(p, 400) == 250
+    assert heldout_start(p, 182) == 125  # 7.3 s: held out from 5 s
+    assert heldout_start(p, 125) is None
