@@ -22,7 +22,7 @@ def main(identity: str) -> None:
     from emotag_core.errors import ConfigError, StageMissingError
     from emotag_core.flame import load_head_model
     from emotag_core.train.adapted import save_adapted
-    from emotag_core.train.checkpoint import load_latest, load_model
+    from emotag_core.train.checkpoint import clear_checkpoints, load_latest, load_model
     from emotag_core.train.data import CorpusLoader, build_identity_index, file_digest
     from emotag_core.train.loop import LoopConfig, LossSwitches, adapt
     from emotag_core.train.scene import build_scene
@@ -69,9 +69,7 @@ def main(identity: str) -> None:
     summary.update(wall_s=wall, train_frames=loader.n_frames(identity), device=str(dev),
                    tuned="AdaIN MLPs of both streams" if p.ablation.adain else "InstanceNorm affine (gamma, beta) of both streams")
     write_text(paths.models / "summary.json", json.dumps(summary, indent=1, default=str))
-    import shutil
-
-    shutil.rmtree(ckpt, ignore_errors=True)  # only a killed run resumes (see stages/pretrain.py)
+    clear_checkpoints(ckpt)  # only a killed run resumes
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def main() -> None:
     digests = json.loads((CORPUS_DIR / "manifest.json").read_text())
     fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
     ckpt = CKPT_ROOT / "pretrain"
-    from emotag_core.train.checkpoint import load_latest
+    from emotag_core.train.checkpoint import clear_checkpoints, load_latest
 
     probe = load_latest(ckpt, fp)
     start = int(probe["iteration"]) if probe else 0
@@ -156,11 +156,7 @@ def main() -> None:
     done = summary["iterations"] - summary["resumed_from"]
     summary.update(wall_s=wall, it_per_s=done / max(wall, 1e-9), device=str(dev), loader_row_group_reads=loader.cache.reads)
     write_text(PRETRAIN_MODELS / "summary.json", json.dumps(summary, indent=1, default=str))
-    # checkpoints only serve a killed run; a finished one must not make a later run (new code, same
-    # params) "resume" at the end and skip training (and leave no dvclive plots)
-    import shutil
-
-    shutil.rmtree(ckpt, ignore_errors=True)
+    clear_checkpoints(ckpt)  # a finished run leaves none: a later one must train, not "resume" at the end
 
 
 if __name__ == "__main__":

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emotag_core.errors import ConfigError
-
-MIN_STD = 1e-3  # a channel that never varies within a clip is divided by this, not by ~0
+from emotag_core.train.audio_stats import MIN_STD  # a channel that never varies is divided by this, not by ~0
 
 
 def clip_cmvn_stats(x: np.ndarray, min_std: float = MIN_STD) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,14 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
+def clear_checkpoints(folder: str | Path) -> None:
+    """Remove a finished run's checkpoint folder: checkpoints only serve a killed run, and a finished
+    one must not make a later run (new code, same params) "resume" at its end and skip training."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def load_latest(folder: str | Path, fingerprint: str | None = None) -> dict[str, Any] | None:
     """The newest checkpoint whose fingerprint matches (None if there is none); restores torch's RNG."""
     for path in reversed(list_checkpoints(folder)):

@@ -362,10 +362,7 @@ class CorpusLoader:
 
         key = (ident, int(row0))
         if key not in self._cmvn:
-            if self.max_seconds is not None:  # only what a time-limited loader may see of the clip
-                first = int(np.nonzero(self._cols[ident]["row0_audio"] == row0)[0][0])  # index row of frame 0
-                n_keep = int(round(self.max_seconds * self.indices[ident].meta["fps"]))
-                n = max(1, min(n, n_keep - first))
+            n = self._visible(ident, "row0_audio", row0, n)
             x = self._table(ident, "audio_features").rows(np.arange(row0, row0 + n), "feature")  # [n, D]
             self._cmvn[key] = clip_cmvn_stats(np.asarray(x, np.float64))
         return self._cmvn[key]
@@ -376,17 +373,22 @@ class CorpusLoader:
 
         key = (ident, int(row0))
         if key not in self._au_scores:
-            n_stat = n
-            if self.max_seconds is not None:  # statistics only over what a time-limited loader may see
-                first = int(np.nonzero(self._cols[ident]["row0_aus"] == row0)[0][0])  # index row of frame 0
-                n_keep = int(round(self.max_seconds * self.indices[ident].meta["fps"]))
-                n_stat = max(1, min(n, n_keep - first))
+            n_stat = self._visible(ident, "row0_aus", row0, n)  # statistics only over what the loader may see
             tab = self._table(ident, "aus")
             x = np.stack([np.asarray(tab.rows(np.arange(row0, row0 + n), a), np.float64) for a in SCORE_AUS], axis=-1)
             e = np.zeros(n, dtype=np.float64)  # frames past a time limit are never sampled: left 0
             e[:n_stat] = au_intensity_score(x[:n_stat])  # [n_stat]
             self._au_scores[key] = e
         return self._au_scores[key]
+
+    def _visible(self, ident: str, row0_col: str, row0: int, n: int) -> int:
+        """How many of the `n` frames of the clip whose `row0_col` is `row0` this loader may see
+        (all of them, or only those within `max_seconds` for a time-limited loader; at least 1)."""
+        if self.max_seconds is None:
+            return n
+        first = int(np.nonzero(self._cols[ident][row0_col] == row0)[0][0])  # index row of frame 0
+        n_keep = int(round(self.max_seconds * self.indices[ident].meta["fps"]))
+        return max(1, min(n, n_keep - first))
 
     @property
     def preloaded(self) -> bool:

@@ -115,7 +115,7 @@ def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossS
     """
     total, terms, out = loss_terms(grmn, scene, batch, static, sw, size)
     values = {k: float(v) for k, v in terms.items()}
-    _check_finite(values, batch)
+    _raise_if_diverged(values, batch.identity, batch.rows)
     return total, values, out
 
 
@@ -158,10 +158,6 @@ def loss_terms(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitc
         terms["geo"] = l_geo.detach()
     terms["loss"] = total.detach()
     return total, terms, out
-
-
-def _check_finite(terms: Mapping[str, float], batch: Batch) -> None:
-    _raise_if_diverged(terms, batch.identity, batch.rows)
 
 
 def _raise_if_diverged(terms: Mapping[str, float], identity: str, rows: Any) -> None:
