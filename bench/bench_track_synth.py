@@ -141,16 +141,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--device", default=None, help="override track.device (e.g. cuda)")
     ap.add_argument("--photo-weight", type=float, default=None, help="override track.photo_weight (photometric term)")
+    ap.add_argument("--shape-std", type=float, default=None, help="override synth.shape_std")
+    ap.add_argument("--calib-iters", type=int, default=None, help="override synth.texture_calib_iters")
     ap.add_argument("--append", action="store_true", help="append a row to BENCHMARKS.md")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    suffix = ""                                               # synth overrides get their own scratch folders
+    if args.shape_std is not None:
+        params = replace(params, synth=replace(params.synth, shape_std=args.shape_std))
+        suffix += f"_std{args.shape_std:g}"
+    if args.calib_iters is not None:
+        params = replace(params, synth=replace(params.synth, texture_calib_iters=args.calib_iters))
+        suffix += f"_calib{args.calib_iters}"
     tcfg = params.track if args.device is None else replace(params.track, device=args.device)
     if args.photo_weight is not None:
         tcfg = replace(tcfg, photo_weight=args.photo_weight)
     results = []
     for k in range(args.ids):
         seed = args.seed0 + k
-        r = run_identity(params, seed, args.seconds, args.size, args.work / f"s{seed}_{args.size}_{args.seconds:g}",
+        r = run_identity(params, seed, args.seconds, args.size, args.work / f"s{seed}_{args.size}_{args.seconds:g}{suffix}",
                          tcfg, quiet=True)
         r["device"] = tcfg.device
         results.append(r)

@@ -235,6 +235,12 @@ class SynthConfig:
     """Backgrounds: `plain` colour or a strongly blurred packaged image; one per identity."""
     texture_size: int = 256
     """Side of the baked UV texture."""
+    texture_calib_iters: int = 4
+    """Rounds aligning each photo's texture with the mesh's landmark vertices (render the mean shape,
+    frontal and neutral; move the photo points by MediaPipe's offset; keep the best round; cached per
+    photo + model). Never per identity shape. 0 = uncalibrated (MediaPipe's photo landmarks as is)."""
+    texture_calib_size: int = 512
+    """Frame side of the calibration renders."""
     shape_std: float = 1.0
     """Std-dev of the identity's shape coefficients (in the head model's shape units)."""
     focal_range: list[float] = field(default_factory=lambda: [1.2, 2.4])

@@ -7,6 +7,7 @@ model with the `emotag_core.flame` HeadModel interface; it knows nothing about `
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -308,23 +309,41 @@ class Appearance:
 
 @torch.no_grad()
 def build_appearance(model: torch.nn.Module, ident: Identity, cfg: SynthConfig) -> Appearance:
-    """Bake the identity's photo into the model's UV space; pick its background."""
+    """Bake the identity's photo into the model's UV space; pick its background.
+
+    The texture depends on the photo and the model only (baked at the mean shape); with
+    `cfg.texture_calib_iters` > 0 its features are first aligned with the mesh's landmark
+    vertices (`calibrated_photo_landmarks`).
+    """
+    plm = calibrated_photo_landmarks(model, ident.photo, cfg)
+    faces, uv_corner, texture, n_face, extra = _bake(model, load_image(ident.photo), plm, cfg.texture_size)
+    bg = background_image(ident.background, cfg.size, _rng(cfg.seed, 3))
+    return Appearance(faces, uv_corner, texture, bg, n_face, extra)
+
+
+def _mean_frontal(model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean-shape neutral frontal mesh 1 m in front of the camera: vertices xy/z [V, 2], landmarks
+    xy/z [478, 2] and the landmarks the texture warp uses [478] bool (embedded, not irises)."""
     dev = next(iter(model.buffers())).device
-    faces = model.faces.cpu().numpy().astype(np.int64)
-    n_face = int(getattr(model, "n_face_faces", len(faces)))
     z = lambda n: torch.zeros(1, n, device=dev)  # noqa: E731
-    trans = torch.tensor([[0.0, 0.0, 1.0]], device=dev)
-    v = model(torch.as_tensor(ident.shape, device=dev)[None], z(model.n_expr), z(3), z(3), trans)
+    v = model(z(model.n_shape), z(model.n_expr), z(3), z(3), torch.tensor([[0.0, 0.0, 1.0]], device=dev))
     lm = model.landmarks(v)[0].cpu().numpy()                  # [478, 3] frontal, camera space
     valid = np.ones(len(lm), bool)
     mask = getattr(model, "landmark_mask", None)
     if mask is not None:
         valid = mask.cpu().numpy().astype(bool)
     valid[468:] = False                                       # irises: not needed for the warp
-    photo = load_image(ident.photo)
-    plm = photo_landmarks(ident.photo)
-    vxy = v[0].cpu().numpy()[:, :2] / v[0].cpu().numpy()[:, 2:3]   # perspective-free enough at 1 m
-    lxy = lm[:, :2] / lm[:, 2:3]
+    vv = v[0].cpu().numpy()
+    return vv[:, :2] / vv[:, 2:3], lm[:, :2] / lm[:, 2:3], valid   # perspective-free enough at 1 m
+
+
+def _bake(model: torch.nn.Module, photo: np.ndarray, plm: np.ndarray, texture_size: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """Texture from photo landmarks `plm` [478, 2]: (faces [F, 3], uv_corner [F, 3, 2], texture,
+    n_face_faces, intra-oral corner colours [F - n_face, 3, 3])."""
+    faces = model.faces.cpu().numpy().astype(np.int64)
+    n_face = int(getattr(model, "n_face_faces", len(faces)))
+    vxy, lxy, valid = _mean_frontal(model)
     photo_xy = vertex_photo_coords(vxy, lxy, plm, valid)      # [V, 2]
     uv = getattr(model, "uv", None)
     uv_faces = getattr(model, "uv_faces", None)
@@ -338,7 +357,7 @@ def build_appearance(model: torch.nn.Module, ident: Identity, cfg: SynthConfig) 
         uf = faces if uv_faces is None else uv_faces.cpu().numpy().astype(np.int64)
         uf = uf[:n_face]
         uvv = np.c_[uvv[:, 0], 1.0 - uvv[:, 1]] if _uv_is_v_up(uvv, uf, vxy, faces[:n_face]) else uvv
-        texture = bake_uv_texture(photo, photo_xy, faces[:n_face], uvv, uf, cfg.texture_size)
+        texture = bake_uv_texture(photo, photo_xy, faces[:n_face], uvv, uf, texture_size)
         uv_corner = np.zeros((len(faces), 3, 2))
         uv_corner[:n_face] = uvv[uf]
     extra = np.zeros((len(faces) - n_face, 3, 3))
@@ -347,8 +366,119 @@ def build_appearance(model: torch.nn.Module, ident: Identity, cfg: SynthConfig) 
         is_teeth = np.isin(faces[n_face:], list(teeth)) if teeth else np.zeros((len(faces) - n_face, 3), bool)
         extra[:] = MOUTH_INSIDE
         extra[is_teeth] = TEETH
-    bg = background_image(ident.background, cfg.size, _rng(cfg.seed, 3))
-    return Appearance(faces, uv_corner.astype(np.float32), texture, bg, n_face, extra)
+    return faces, uv_corner.astype(np.float32), texture, n_face, extra
+
+
+# face height (landmark extent) / frame side of the calibration render: about what the ingest crop shows
+CALIB_FACE_FRACTION = 0.6
+CALIB_VERSION = 1                                             # bump when the calibration's algorithm changes
+
+
+@torch.no_grad()
+def render_frontal(model: torch.nn.Module, photo: np.ndarray, plm: np.ndarray, size: int, texture_size: int,
+                   shape: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A head (mean shape unless `shape` [S]), neutral and frontal, textured from photo landmarks
+    `plm` [478, 2], on plain grey, its face `CALIB_FACE_FRACTION` of the frame high.
+
+    Returns the frame [size, size, 3] uint8 and the true projected landmarks [478, 2] px.
+    """
+    dev = next(iter(model.buffers())).device
+    faces, uv_corner, texture, n_face, extra = _bake(model, photo, plm, texture_size)
+    app = Appearance(faces, uv_corner, texture, np.full((size, size, 3), 128, np.uint8), n_face, extra)
+    z = lambda n: torch.zeros(1, n, device=dev)  # noqa: E731
+    sh = z(model.n_shape) if shape is None else torch.as_tensor(np.asarray(shape, np.float32), device=dev)[None]
+    lm = _valid_landmarks(model, model(sh, z(model.n_expr), z(3), z(3), z(3)))[0].cpu().numpy()
+    f = 1.8 * size
+    K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], np.float32)
+    c = lm.mean(0)
+    trans = np.array([[-c[0], -c[1], f * np.ptp(lm[:, 1]) / (CALIB_FACE_FRACTION * size) - c[2]]], np.float32)
+    ident = Identity(0, sh[0].cpu().numpy(), K, "", "plain", trans[0])
+    zf = lambda n: np.zeros((1, n), np.float32)  # noqa: E731
+    truth = Truth(zf(model.n_expr), zf(3), zf(3), trans, zf(0), [], np.zeros(1, np.int8), np.zeros(1, np.int8),
+                  np.zeros(1, np.float32), np.zeros(1, np.int16), np.zeros(1, bool), [""], [""])
+    frame = next(render_frames(model, ident, truth, app))
+    v = model(sh, z(model.n_expr), z(3), z(3), torch.as_tensor(trans, device=dev))
+    true = model.project(model.landmarks(v), torch.as_tensor(K, device=dev)[None])[0].cpu().numpy()
+    return frame, true.astype(np.float64)
+
+
+def calibrate_landmarks(model: torch.nn.Module, photo: np.ndarray, plm: np.ndarray, iters: int, size: int,
+                        texture_size: int, log: list[float] | None = None) -> np.ndarray:
+    """Photo landmarks [478, 2] whose texture puts MediaPipe's landmarks on the mesh's own landmarks.
+
+    Only at the mean shape, neutral and frontal (never per identity). Each round renders, detects,
+    and moves each warp landmark's photo point by its detected-minus-true offset carried into the
+    photo through the local render->photo affine map; the round with the smallest mean offset wins.
+    `log` (optional) receives the mean offset (px at `size`) of every round, round 0 uncalibrated.
+    """
+    from emotag_core.synth.texture import detect_landmarks, local_jacobians
+
+    _, _, used = _mean_frontal(model)
+    cur = np.asarray(plm, np.float64).copy()
+    best, best_err = cur.copy(), np.inf
+    for it in range(iters + 1):
+        frame, true = render_frontal(model, photo, cur, size, texture_size)
+        det = detect_landmarks(frame)
+        if det is None:                                       # the warp broke the face: keep the best so far
+            break
+        d = det - true                                        # [478, 2] render px
+        err = float(np.linalg.norm(d[used], axis=1).mean())
+        if log is not None:
+            log.append(err)
+        if err < best_err:
+            best, best_err = cur.copy(), err
+        if it == iters:
+            break
+        J = local_jacobians(true[used], cur[used])             # [L, 2, 2] render px -> photo px
+        cur[used] = cur[used] + np.einsum("lij,lj->li", J, d[used])
+    return best
+
+
+def _calib_cache_file(model: torch.nn.Module, photo: np.ndarray, cfg: SynthConfig) -> Path:
+    import hashlib
+
+    from emotag_core.assets import asset_home, asset_path
+
+    h = hashlib.sha256()
+    h.update(photo.tobytes())
+    h.update(str(photo.shape).encode())
+    h.update(str(getattr(model, "sha256", "")).encode())
+    for buf in (model.faces, getattr(model, "uv", None), getattr(model, "uv_faces", None)):
+        if buf is not None:
+            h.update(buf.cpu().numpy().tobytes())
+    for arr in _mean_frontal(model):                          # the mean mesh itself, whatever the model
+        h.update(np.round(np.asarray(arr, np.float64), 7).tobytes())
+    task = asset_path("face_landmarker.task", required=False)
+    if task is not None and Path(task).exists():
+        h.update(hashlib.sha256(Path(task).read_bytes()).digest())
+    h.update(f"v{CALIB_VERSION}:{cfg.texture_calib_iters}:{cfg.texture_calib_size}:{cfg.texture_size}".encode())
+    root = os.environ.get("EMOTAG_SYNTH_CACHE") or asset_home().parent / "synth_calib"
+    return Path(root).expanduser() / f"{h.hexdigest()[:24]}.npy"
+
+
+def calibrated_photo_landmarks(model: torch.nn.Module, ref: str, cfg: SynthConfig) -> np.ndarray:
+    """The photo's landmarks [478, 2] the texture warp uses: MediaPipe's, calibrated when
+    `cfg.texture_calib_iters` > 0 (cached on disk per photo, model and settings, in
+    `$EMOTAG_SYNTH_CACHE`, default `~/.cache/emotag/synth_calib`)."""
+    plm = photo_landmarks(ref)
+    if cfg.texture_calib_iters <= 0:
+        return plm
+    from emotag_core.io.atomic import atomic_path
+
+    photo = load_image(ref)
+    path = _calib_cache_file(model, photo, cfg)
+    if path.exists():
+        try:
+            cached = np.load(path)
+            if cached.shape == plm.shape and np.isfinite(cached).all():
+                return cached
+        except (OSError, ValueError):
+            pass                                              # unreadable: recompute and overwrite
+    out = calibrate_landmarks(model, photo, plm, cfg.texture_calib_iters, cfg.texture_calib_size, cfg.texture_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, out)
+    return out
 
 
 def _uv_is_v_up(uv: np.ndarray, uv_faces: np.ndarray, vxy: np.ndarray, faces: np.ndarray) -> bool:

@@ -54,10 +54,9 @@ def load_image(ref: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=16)
-def photo_landmarks(ref: str, model_path: str | None = None) -> np.ndarray:
-    """MediaPipe FaceLandmarker's 478 landmarks of the photo's (largest) face -> [478, 2] pixels."""
-    import mediapipe as mp
+@functools.lru_cache(maxsize=2)
+def _landmarker(model_path: str | None) -> object:
+    """One MediaPipe FaceLandmarker (IMAGE mode) per task file, reused across calls."""
     from mediapipe.tasks import python as mp_tasks
     from mediapipe.tasks.python import vision
 
@@ -66,16 +65,54 @@ def photo_landmarks(ref: str, model_path: str | None = None) -> np.ndarray:
     task = Path(model_path) if model_path else asset_path("face_landmarker.task")
     if task is None or not Path(task).exists():
         raise WeightsMissingError("face_landmarker.task", [str(task)], "run `emotag fetch-assets`")
-    img = load_image(ref)
     opts = vision.FaceLandmarkerOptions(base_options=mp_tasks.BaseOptions(model_asset_path=str(task)),
                                         running_mode=vision.RunningMode.IMAGE, num_faces=1)
-    with vision.FaceLandmarker.create_from_options(opts) as lm:
-        res = lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=img))
+    return vision.FaceLandmarker.create_from_options(opts)
+
+
+def detect_landmarks(img: np.ndarray, model_path: str | None = None) -> np.ndarray | None:
+    """MediaPipe FaceLandmarker's 478 landmarks of the image's face [H, W, 3] uint8 -> [478, 2] px, or None."""
+    import mediapipe as mp
+
+    res = _landmarker(model_path).detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img)))
     if not res.face_landmarks:
-        raise InputError(None, f"synth photo `{ref}`: MediaPipe finds no face in it",
-                         "choose another photo in synth.photos")
+        return None
     h, w = img.shape[:2]
     return np.array([[p.x * w, p.y * h] for p in res.face_landmarks[0]], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def photo_landmarks(ref: str, model_path: str | None = None) -> np.ndarray:
+    """MediaPipe FaceLandmarker's 478 landmarks of the photo's (largest) face -> [478, 2] pixels."""
+    lm = detect_landmarks(load_image(ref), model_path)
+    if lm is None:
+        raise InputError(None, f"synth photo `{ref}`: MediaPipe finds no face in it",
+                         "choose another photo in synth.photos")
+    return lm
+
+
+def local_jacobians(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Per point, the 2x2 Jacobian of the piecewise-affine map src -> dst at that point.
+
+    `src`, `dst` [L, 2] matched points -> [L, 2, 2] with d(dst) = J @ d(src) near each point: the
+    area-weighted mean of the affine maps of the Delaunay triangles (of `src`) around it.
+    """
+    from scipy.spatial import Delaunay
+
+    tri = Delaunay(src).simplices                             # [T, 3]
+    a = src[tri[:, 1:]] - src[tri[:, :1]]                     # [T, 2, 2] edge vectors (rows)
+    b = dst[tri[:, 1:]] - dst[tri[:, :1]]
+    area = np.abs(np.linalg.det(a))                           # [T]
+    ok = area > 1e-9 * max(float(area.max()), 1e-30)
+    jt = np.zeros((len(tri), 2, 2))
+    jt[ok] = np.linalg.solve(a[ok], b[ok]).transpose(0, 2, 1)  # b_row = J a_row
+    w = np.where(ok, area, 0.0)
+    num = np.zeros((len(src), 2, 2))
+    den = np.zeros(len(src))
+    for k in range(3):
+        np.add.at(num, tri[:, k], jt * w[:, None, None])
+        np.add.at(den, tri[:, k], w)
+    return num / np.maximum(den, 1e-30)[:, None, None]
 
 
 def vertex_photo_coords(model_xy: np.ndarray, model_lmk_xy: np.ndarray, photo_lmk: np.ndarray,
