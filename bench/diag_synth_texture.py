@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--iters", type=int, default=SynthConfig.texture_calib_iters)
+    ap.add_argument("--iters", type=int, default=4, help="calibration rounds (synth.texture_calib_iters)")
     ap.add_argument("--shapes", type=int, nargs="*", default=[100, 101, 102], help="synth seeds whose shapes to add")
     ap.add_argument("--photos", nargs="*", default=list(DEFAULT_PHOTOS))
     ap.add_argument("--shape-std", type=float, default=None, help="override synth.shape_std for --shapes")

@@ -235,10 +235,11 @@ class SynthConfig:
     """Backgrounds: `plain` colour or a strongly blurred packaged image; one per identity."""
     texture_size: int = 256
     """Side of the baked UV texture."""
-    texture_calib_iters: int = 4
+    texture_calib_iters: int = 0
     """Rounds aligning each photo's texture with the mesh's landmark vertices (render the mean shape,
     frontal and neutral; move the photo points by MediaPipe's offset; keep the best round; cached per
-    photo + model). Never per identity shape. 0 = uncalibrated (MediaPipe's photo landmarks as is)."""
+    photo + model). Never per identity shape. 0 = off (MediaPipe's photo landmarks as is): it helps
+    tracking at shape_std <= 0.5 (4 rounds: 4.13 -> 3.37 px at 0) but not at 1.0 (BENCHMARKS 'track')."""
     texture_calib_size: int = 512
     """Frame side of the calibration renders."""
     shape_std: float = 1.0
