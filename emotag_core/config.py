@@ -217,6 +217,10 @@ class SynthConfig:
     """Rendered frame side (ingest re-crops to ingest.size)."""
     voices: list[str] = field(default_factory=lambda: ["en", "en-us", "de", "fr"])
     """espeak-ng voices sampled per utterance."""
+    sentence_set: str = "all"
+    """Which of each language's sentences an identity speaks: `all`, `even` or `odd` (by index in
+    `emotag_core.synth.speech.SENTENCES`), so a pretraining corpus and a held-out target can be given
+    disjoint text."""
     clips: int = 1
     """Clips (videos) per synthetic identity, each `seconds` long."""
     fps: float = 25.0

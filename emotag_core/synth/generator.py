@@ -20,7 +20,7 @@ import torch
 from emotag_core.config import SynthConfig
 from emotag_core.errors import ConfigError
 from emotag_core.synth import render as rz
-from emotag_core.synth.speech import SENTENCES, Phoneme, language_of, speak
+from emotag_core.synth.speech import Phoneme, sentences_for, speak
 from emotag_core.synth.texture import background_image, bake_uv_texture, load_image, photo_landmarks, \
     vertex_photo_coords
 from emotag_core.synth.visemes import LIP_CHANNELS, mouth_track
@@ -122,7 +122,7 @@ def _check(cfg: SynthConfig) -> None:
     if not cfg.voices or not cfg.photos or not cfg.backgrounds:
         raise ConfigError("synth.voices, synth.photos and synth.backgrounds must each name at least one")
     for v in cfg.voices:
-        language_of(v)
+        sentences_for(v, cfg.sentence_set)
     if cfg.seconds < 1.0 or cfg.size < 64 or cfg.fps <= 0:
         raise ConfigError(f"synth: seconds >= 1, size >= 64 and fps > 0 needed "
                           f"(got {cfg.seconds}, {cfg.size}, {cfg.fps})")
@@ -169,7 +169,7 @@ def plan_script(cfg: SynthConfig, clip: int) -> Script:
     phonemes: list[tuple[Phoneme, int]] = []
     while t < cfg.seconds - 0.8:
         voice = cfg.voices[int(rng.integers(len(cfg.voices)))]
-        sentences = SENTENCES[language_of(voice)]
+        sentences = sentences_for(voice, cfg.sentence_set)
         text = sentences[int(rng.integers(len(sentences)))]
         rate, pitch = int(rng.integers(150, 186)), int(rng.integers(30, 71))
         emotion = cfg.emotions[int(rng.integers(len(cfg.emotions)))]

@@ -58,11 +58,21 @@ SENTENCES: dict[str, tuple[str, ...]] = {
         "Mañana vamos a caminar por la playa con mis amigos.",
         "El perro duerme debajo de la mesa de madera.",
         "Por favor abre la ventana, hace mucho calor.",
+        "Mi hermana trabaja en una tienda de zapatos.",
+        "Los niños juegan en el parque hasta la noche.",
+        "Hoy el cielo está gris y parece que va a llover.",
+        "Compramos pan, queso y naranjas en el mercado.",
+        "¿Dónde dejaste las llaves del coche ayer?",
     ),
     "it": (
         "Domani andiamo al mercato a comprare la frutta.",
         "La casa della nonna è piena di libri vecchi.",
         "Perché non mangiamo insieme questa sera?",
+        "Il treno per Roma parte alle otto di mattina.",
+        "Mio fratello suona la chitarra ogni domenica.",
+        "Oggi il mare è calmo e il sole è caldo.",
+        "Abbiamo dimenticato l'ombrello a casa di Marco.",
+        "Quanto costa questo libro di cucina?",
     ),
 }
 
@@ -237,3 +247,14 @@ def language_of(voice: str) -> str:
         raise ConfigError(f"synth.voices: no sentences for language `{lang}` (voice `{voice}`); "
                           f"use one of {sorted(SENTENCES)}")
     return lang
+
+
+SENTENCE_SETS = ("all", "even", "odd")
+
+
+def sentences_for(voice: str, sentence_set: str = "all") -> tuple[str, ...]:
+    """The sentences an identity with `synth.sentence_set` may speak in `voice`'s language."""
+    if sentence_set not in SENTENCE_SETS:
+        raise ConfigError(f"synth.sentence_set: `{sentence_set}` is not one of {list(SENTENCE_SETS)}")
+    pool = SENTENCES[language_of(voice)]
+    return pool if sentence_set == "all" else pool[(0 if sentence_set == "even" else 1)::2]

@@ -65,3 +65,21 @@ def test_speech_is_a_function_of_its_arguments():
     assert np.array_equal(a.audio, b.audio) and a.phonemes == b.phonemes
     slow = speak("Please put the blue box on the table.", "en", 120, 40)
     assert slow.duration > 1.15 * a.duration                  # rate changes phoneme durations
+
+
+def test_sentence_sets_split_each_language_disjointly():
+    from emotag_core.config import SynthConfig
+    from emotag_core.errors import ConfigError
+    from emotag_core.synth.generator import plan_script
+    from emotag_core.synth.speech import SENTENCES, sentences_for
+
+    for lang, pool in SENTENCES.items():
+        even, odd = sentences_for(lang, "even"), sentences_for(lang, "odd")
+        assert even and odd and not set(even) & set(odd)
+        assert set(even) | set(odd) == set(pool) == set(sentences_for(lang, "all"))
+    with pytest.raises(ConfigError, match="sentence_set"):
+        sentences_for("es", "half")
+    # a clip planned with one set never speaks the other set's text
+    cfg = SynthConfig(seconds=6.0, voices=["es", "it"], sentence_set="odd", seed=3)
+    texts = {s.text for s in plan_script(cfg, 0).segments}
+    assert texts and texts <= set(sentences_for("es", "odd")) | set(sentences_for("it", "odd"))
