@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for k in range(args.ids):
         seed = args.seed0 + k
-        r = run_identity(params, seed, args.seconds, args.size, args.work / f"s{seed}_{args.size}_{args.seconds:g}{suffix}",
-                         tcfg, quiet=True)
+        work = args.work / f"s{seed}_{args.size}_{args.seconds:g}{suffix}"
+        r = run_identity(params, seed, args.seconds, args.size, work, tcfg, quiet=True)
         r["device"] = tcfg.device
         results.append(r)
         print(json.dumps({"seed": seed, **{k2: round(v, 3) if isinstance(v, float) else v for k2, v in r.items()}}))

@@ -70,7 +70,7 @@ def detect_flip(img: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from emotag_core.config import SynthConfig, load_params
+    from emotag_core.config import load_params
     from emotag_core.flame import load_head_model
     from emotag_core.synth import generator as gen
     from emotag_core.synth.texture import DEFAULT_PHOTOS, detect_landmarks, load_image, photo_landmarks
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes: list[tuple[str, np.ndarray | None]] = [("mean", None)]
     for s in args.shapes:
         std = params.synth.shape_std if args.shape_std is None else args.shape_std
-        shapes.append((f"seed {s} (std {std:g})", gen.sample_identity(model, replace(params.synth, seed=s, shape_std=std)).shape))
+        ident = gen.sample_identity(model, replace(params.synth, seed=s, shape_std=std))
+        shapes.append((f"seed {s} (std {std:g})", ident.shape))
     print("| photo | shape | texture | " + " | ".join(R) + " | max (point) |")
     print("| --- | --- | --- |" + " --- |" * (len(R) + 1))
     for ref in args.photos:
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                     dets.append((" + flip avg", detect_flip(frame, perm)))
                 for suffix, det in dets:
                     e = np.linalg.norm(det - true, axis=1)
-                    print(f"| {ref} | {sname} | {tname}{suffix} | " + " | ".join(f"{e[m].mean():.2f}" for m in R.values())
-                          + f" | {e.max():.1f} ({int(e.argmax())}) |", flush=True)
+                    cells = " | ".join(f"{e[m].mean():.2f}" for m in R.values())
+                    print(f"| {ref} | {sname} | {tname}{suffix} | {cells} | {e.max():.1f} ({int(e.argmax())}) |",
+                          flush=True)
     return 0
 
 
