@@ -251,6 +251,9 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
     results = json.loads(out.read_text()) if out.exists() else {}
     nested: dict[str, Any] = {}
     for k, v in sets.items():
+        if "." not in k:                   # top level, e.g. -S 'corpus=["gsyn_0","gsyn_1"]' -S 'targets=["gsyn_t"]'
+            nested[k] = _value(v)
+            continue
         sec, key = k.split(".")
         nested.setdefault(sec, {})[key] = _value(v)
     for v in variants:
@@ -285,7 +288,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                      with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm,
                                      score_target=c.score_target)
             acfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
-                              checkpoint_every=0, log_every=c.log_every)
+                              checkpoint_every=0, log_every=c.log_every, anchor=a.anchor)
             t0 = time.perf_counter()
             adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
             t_ad = time.perf_counter() - t0
@@ -305,7 +308,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                                                     "aug_gain_std", "aug_shift_bins", "aug_freq_masks",
                                                                     "aug_freq_mask_width", "aug_time_masks",
                                                                     "aug_time_mask_width", "score_target")},
-                               "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds")}})
+                               "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds", "anchor")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1, default=str))

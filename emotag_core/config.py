@@ -368,6 +368,10 @@ class AdaptConfig:
     scene_lr: float | None = None
     """Learning rate of the new identity's Gaussians and background; None = `lr`. Fresh Gaussians
     need more than the network's 5e-4 to learn the face in a short (smoke) run."""
+    anchor: float = 0.0
+    """Weight of an L2 pull of the tuned AdaIN parameters toward their pretrained values
+    (lambda/2 * ||theta - theta_0||^2, "L2-SP"; not in the paper, 0 = off in both profiles): keeps a
+    few seconds of video from dragging the audio mapping away from what pretraining learned."""
     train_seconds: float = 5.0
     """Seconds of video used to adapt (paper: 5 s)."""
     eval_from_s: float = 10.0

@@ -60,7 +60,8 @@ def main(identity: str) -> None:
     sw = LossSwitches.from_ablation(p.ablation, geo=True, param_supervision=c.param_supervision, render=c.render,
                                     param_jaw_weight=c.param_jaw_weight)
     cfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
-                     checkpoint_every=a.checkpoint_every, log_every=c.log_every, scene_lr=a.scene_lr, cuda_graphs=c.cuda_graphs)
+                     checkpoint_every=a.checkpoint_every, log_every=c.log_every, scene_lr=a.scene_lr, cuda_graphs=c.cuda_graphs,
+                     anchor=a.anchor)
     t0 = time.perf_counter()
     summary = adapt(grmn, scene if c.render else None, identity, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0

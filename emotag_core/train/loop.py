@@ -86,6 +86,9 @@ class LoopConfig:
     `LR_FLOOR` of it at the last iteration (a function of the iteration: resumes exactly)."""
     scene_lr: float | None = None
     """Adaptation: learning rate of the identity's Gaussians and background (None = `lr`)."""
+    anchor: float = 0.0
+    """Adaptation: weight of the L2 pull of the tuned GRMN parameters toward their pretrained values
+    (adds anchor * (theta - theta_0) to their gradients; 0 = off, the paper)."""
     cuda_graphs: bool = True
     """On CUDA with the gsplat rasterizer: replay the step's pose and loss parts from CUDA graphs
     (`train.fast`; the same losses and gradients, far fewer kernel launches)."""
@@ -193,7 +196,8 @@ class _Pending:
 
 def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: torch.optim.Optimizer,
           cfg: LoopConfig, sw: LossSwitches, ckpt_dir: str | Path | None, fingerprint: str, device: str,
-          log: LogFn | None, desc: str, progress: bool) -> dict[str, Any]:
+          log: LogFn | None, desc: str, progress: bool,
+          anchors: list[tuple[Tensor, Tensor]] | None = None) -> dict[str, Any]:
     lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before any work
     start = 0
     seen = {k: 0 for k in loader.ids}
@@ -260,6 +264,10 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             if not cuda:  # the CPU reads each loss back at once and stops before a diverged step
                 ready += pending.flush()
             total.backward()
+            if anchors and cfg.anchor > 0:  # grad of anchor/2 * ||theta - theta_0||^2 (L2-SP)
+                for p, p0 in anchors:
+                    if p.grad is not None:
+                        p.grad.add_(p.detach() - p0, alpha=cfg.anchor)
             optimizer.step()
             del total  # no autograd graph may outlive its step: a CUDA-graph capture on the next one would see it
             ckpt_now = bool(cfg.checkpoint_every) and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iters
@@ -321,4 +329,6 @@ def adapt(grmn: GRMN, scene: nn.Module | None, identity: str, loader: CorpusLoad
         groups.append({"params": list(mods.parameters()), "weight_decay": 0.0, "lr": cfg.scene_lr or cfg.lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, **_adamw_kw(device))
     grmn.eval()  # no dropout/batch statistics anywhere; frozen weights stay bit-identical
-    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress)
+    anchors = [(p, p.detach().clone()) for p in tuned] if cfg.anchor > 0 else None  # the pretrained values
+    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress,
+                 anchors)

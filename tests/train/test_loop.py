@@ -46,6 +46,25 @@ def test_adapt_changes_only_adain_and_scene(tmp_path):
     assert "geo" in terms[-1] and terms[-1]["geo"] > 0
 
 
+def test_adapt_anchor_pulls_adain_toward_pretrained(tmp_path):
+    ix = build_identity_index("t", write_identity(tmp_path, "t", seed=3))
+
+    def drift(anchor: float) -> float:
+        torch.manual_seed(0)
+        grmn = small_grmn()
+        before = {k: v.clone() for k, v in grmn.state_dict().items()}
+        cfg = LoopConfig(iters=40, static_iters=0, lr=2e-2, image_size=SIZE, checkpoint_every=0, anchor=anchor)
+        adapt(grmn, None, "t", CorpusLoader([ix], 4, SIZE, seed=0, with_images=False, max_seconds=1.0), cfg,
+              LossSwitches(param_supervision=1.0, render=False), progress=False)
+        after = grmn.state_dict()
+        assert all(torch.equal(after[k], before[k]) for k in after if k not in grmn.adain_parameter_names())
+        return sum(float((after[k] - before[k]).pow(2).sum()) for k in grmn.adain_parameter_names()) ** 0.5
+
+    free, mild, strong = drift(0.0), drift(1.0), drift(50.0)
+    assert free > 0 and strong < mild < free  # the pull grows with its weight
+    assert strong < 0.5 * free
+
+
 def test_ablation_switches_remove_their_terms(tmp_path):
     ix = build_identity_index("a", write_identity(tmp_path, "a", seed=0))
     batch = CorpusLoader([ix], 2, SIZE, seed=0).next_batch()
