@@ -303,7 +303,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
                      train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
-                                                                    "render", "d_model", "n_layers", "audio_norm", "dropout", "param_jaw_weight",
+                                                                    "render", "d_model", "hidden", "n_layers", "audio_norm", "dropout", "param_jaw_weight",
                                                                     "weight_decay", "adain_axis", "lr_schedule", "clip_norm",
                                                                     "aug_gain_std", "aug_shift_bins", "aug_freq_masks",
                                                                     "aug_freq_mask_width", "aug_time_masks",
@@ -519,13 +519,13 @@ def settings_note(m: dict[str, Any]) -> str:
     """The training settings of one result that differ from the first (2026-11-25) runs."""
     st = m["settings"]["pretrain"]
     notes = [f"{len(m.get('corpus', [0] * 4))} ids"]
-    for k, default in (("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01),
+    for k, default in (("d_model", 64), ("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01),
                        ("adain_axis", "time"), ("lr_schedule", "constant"), ("clip_norm", False), ("aug_gain_std", 0.0),
                        ("aug_shift_bins", 0), ("aug_freq_masks", 0), ("aug_time_masks", 0), ("score_target", "teacher")):
         if st.get(k, default) != default:
             notes.append(f"{k}={st[k]}")
     ad = m["settings"].get("adapt", {})
-    for k, default in (("iters", 300), ("lr", 5e-4)):
+    for k, default in (("iters", 300), ("lr", 5e-4), ("anchor", 0.0)):
         if k in ad and ad[k] != default:
             notes.append(f"adapt.{k}={ad[k]}")
     return ", ".join(notes)
