@@ -79,7 +79,8 @@ def test_graphed_step_matches_eager_losses_and_gradients(tmp_path, static):
         assert not static or not any(n.startswith("0.") for n in gg)  # static: GRMN untouched
 
 
-def test_fast_adapt_follows_the_eager_run_and_keeps_frozen_weights(tmp_path):
+@pytest.mark.parametrize("anchor", [0.0, 10.0])  # adapt.anchor's pull acts on the graphed step's gradients too
+def test_fast_adapt_follows_the_eager_run_and_keeps_frozen_weights(tmp_path, anchor):
     ix, scene, grmn = _setup(tmp_path)
     runs = {}
     for fast in (False, True):
@@ -87,7 +88,7 @@ def test_fast_adapt_follows_the_eager_run_and_keeps_frozen_weights(tmp_path):
         before = {k: v.clone() for k, v in g.state_dict().items()}
         log: list = []
         cfg = LoopConfig(iters=24, static_iters=8, lr=5e-4, image_size=SIZE, checkpoint_every=0, log_every=4,
-                         cuda_graphs=fast, preload=fast)
+                         cuda_graphs=fast, preload=fast, anchor=anchor)
         loader = CorpusLoader([ix], 2, SIZE, seed=0, with_geometry=True, max_seconds=1.0)
         adapt(g, sc, "t", loader, cfg, LossSwitches(geo=True), device="cuda", log=lambda s, t: log.append((s, t)),
               progress=False)
