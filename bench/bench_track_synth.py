@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-weight", type=float, default=None, help="override track.photo_weight (photometric term)")
     ap.add_argument("--shape-std", type=float, default=None, help="override synth.shape_std")
     ap.add_argument("--calib-iters", type=int, default=None, help="override synth.texture_calib_iters")
+    ap.add_argument("--shape-asym", type=float, default=None, help="override synth.shape_asym")
     ap.add_argument("--append", action="store_true", help="append a row to BENCHMARKS.md")
     args = ap.parse_args(argv)
     params = load_params(args.params)
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.shape_std is not None:
         params = replace(params, synth=replace(params.synth, shape_std=args.shape_std))
         suffix += f"_std{args.shape_std:g}"
+    if args.shape_asym is not None:
+        params = replace(params, synth=replace(params.synth, shape_asym=args.shape_asym))
+        suffix += f"_asym{args.shape_asym:g}"
     if args.calib_iters is not None:
         params = replace(params, synth=replace(params.synth, texture_calib_iters=args.calib_iters))
         suffix += f"_calib{args.calib_iters}"

@@ -248,6 +248,9 @@ class SynthConfig:
     """Frame side of the calibration renders."""
     shape_std: float = 1.0
     """Std-dev of the identity's shape coefficients (in the head model's shape units)."""
+    shape_asym: float = 1.0
+    """Scale of the left/right antisymmetric shape components relative to the symmetric ones (1 = all
+    alike, as before; real faces are close to symmetric, e.g. 0.25). Needs a mirror-symmetric template."""
     focal_range: list[float] = field(default_factory=lambda: [1.2, 2.4])
     """Focal length range, as multiples of the frame side (random per identity, not told to the tracker)."""
     principal_jitter: float = 0.04

@@ -128,12 +128,39 @@ def _check(cfg: SynthConfig) -> None:
                           f"(got {cfg.seconds}, {cfg.size}, {cfg.fps})")
 
 
+def shape_parity(model: torch.nn.Module) -> np.ndarray:
+    """+1 for each shape component that deforms the head left/right symmetrically, -1 for an antisymmetric one.
+
+    Returns [S]. Raises ConfigError when the template is not mirror-symmetric or a component is neither.
+    """
+    from scipy.spatial import cKDTree
+
+    v = model.v_template.detach().cpu().numpy().astype(np.float64)                  # [V, 3]
+    mirror = np.array([-1.0, 1.0, 1.0])
+    dist, perm = cKDTree(v).query(v * mirror)
+    if dist.max() > 0.01 * np.ptp(v[:, 0]):
+        raise ConfigError("synth.shape_asym: the head model's template is not left/right symmetric about x = 0; "
+                          "set synth.shape_asym: 1.0")
+    d = model.shapedirs[:, :, : model.n_shape].detach().cpu().numpy().astype(np.float64)  # [V, 3, S]
+    dm = d[perm] * mirror[None, :, None]
+    norm = np.linalg.norm(d.reshape(-1, d.shape[-1]), axis=0) + 1e-12
+    sym = np.linalg.norm((d - dm).reshape(-1, d.shape[-1]), axis=0) / norm
+    anti = np.linalg.norm((d + dm).reshape(-1, d.shape[-1]), axis=0) / norm
+    if (np.minimum(sym, anti) > 0.3).any():
+        bad = np.flatnonzero(np.minimum(sym, anti) > 0.3).tolist()
+        raise ConfigError(f"synth.shape_asym: shape components {bad} are neither symmetric nor antisymmetric; "
+                          "set synth.shape_asym: 1.0")
+    return np.where(sym <= anti, 1, -1)
+
+
 @torch.no_grad()
 def sample_identity(model: torch.nn.Module, cfg: SynthConfig) -> Identity:
     """Random shape, intrinsics (not told to the tracker), photo and background of an identity."""
     _check(cfg)
     rng = _rng(cfg.seed, 0)
     shape = rng.normal(0.0, cfg.shape_std, model.n_shape).astype(np.float32)
+    if cfg.shape_asym != 1.0:                                 # the same draws, antisymmetric parts scaled
+        shape = shape * np.where(shape_parity(model) < 0, cfg.shape_asym, 1.0).astype(np.float32)
     f = rng.uniform(*cfg.focal_range) * cfg.size
     cx, cy = cfg.size / 2 + rng.uniform(-1, 1, 2) * cfg.principal_jitter * cfg.size
     K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=np.float32)

@@ -100,3 +100,28 @@ def test_identity_options_override_synth_and_typos_fail():
     assert cfg.seed == 3 and cfg.voices == ["de"] and cfg.seconds == 8.0
     with pytest.raises(ConfigError, match="synthetic.synth_x"):
         identity_config(SynthConfig(), {"sed": 3}, "synth_x")
+
+
+def test_shape_asym_scales_only_the_antisymmetric_shape_components():
+    import torch
+    from scipy.spatial import cKDTree
+
+    from emotag_core.config import FlameConfig, SynthConfig
+    from emotag_core.flame import load_head_model
+    from emotag_core.synth.generator import sample_identity, shape_parity
+
+    head = load_head_model(FlameConfig())
+    parity = shape_parity(head)
+    assert set(parity.tolist()) == {1, -1}
+    base = SynthConfig(seed=5, size=128)
+    full = sample_identity(head, base).shape
+    sym_only = sample_identity(head, SynthConfig(seed=5, size=128, shape_asym=0.0)).shape
+    np.testing.assert_array_equal(sym_only[parity > 0], full[parity > 0])   # the same draws
+    assert not sym_only[parity < 0].any() and full[parity < 0].any()
+
+    def asymmetry(shape: np.ndarray) -> float:  # mean distance of the neutral mesh to its own mirror image
+        z = lambda n: torch.zeros(1, n)  # noqa: E731
+        v = head(torch.as_tensor(shape)[None], z(head.n_expr), z(3), z(3), z(3))[0].numpy()
+        return float(cKDTree(v).query(v * np.array([-1.0, 1.0, 1.0]))[0].mean())
+
+    assert asymmetry(sym_only) < 0.2 * asymmetry(full)
