@@ -7,8 +7,8 @@ Each photo's texture on a neutral, frontal head on plain grey, the face 0.6 of t
 what the ingest crop shows, so px are close to the bench's crop px): mean (and max) distance of the
 detected to the true projected landmarks, by region, for the mean shape and for the random shapes of
 the given synth seeds (`synth.shape_std`), raw texture vs calibrated (`synth.texture_calib_iters`).
-`--flip` adds MediaPipe with horizontal-flip averaging (mirror image, indices through the canonical
-mesh's left/right symmetry). Prints a markdown table.
+`--flip` adds MediaPipe with horizontal-flip averaging (mirror image, indices through the head
+model's left/right symmetry, `emotag_core.synth.generator.mirror_permutation`). Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -42,23 +42,6 @@ def regions() -> dict[str, np.ndarray]:
     return out
 
 
-def mirror_permutation() -> np.ndarray:
-    """Index map [478] of MediaPipe's points under a left/right mirror (canonical mesh + irises)."""
-    from scipy.spatial import cKDTree
-
-    from emotag_core.assets import asset_path
-    from emotag_core.flame.open_model import read_canonical_mesh
-
-    v, _, _ = read_canonical_mesh(asset_path("face_landmarker.task"))
-    m = v * np.array([-1.0, 1.0, 1.0])
-    dist, perm = cKDTree(v).query(m)
-    if dist.max() > 1e-3 or not (perm[perm] == np.arange(len(v))).all():
-        raise SystemExit("canonical mesh is not mirror-symmetric")
-    # irises: 468-472 one eye, 473-477 the other (centre, then outer/top/inner/bottom-like ring whose
-    # mirror swaps the two horizontal neighbours; read off the open model's iris vertices)
-    return np.r_[perm, [473, 476, 475, 474, 477, 468, 471, 470, 469, 472]]
-
-
 def detect_flip(img: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """Mean of MediaPipe's landmarks on the image and (mirrored back) on its mirror image -> [478, 2]."""
     from emotag_core.synth.texture import detect_landmarks
@@ -88,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(ROOT / "params.yaml")
     model = load_head_model(params.flame)
     R = regions()
-    perm = mirror_permutation() if args.flip else None
+    perm = gen.mirror_permutation(model)[:478] if args.flip else None
     shapes: list[tuple[str, np.ndarray | None]] = [("mean", None)]
     for s in args.shapes:
         std = params.synth.shape_std if args.shape_std is None else args.shape_std

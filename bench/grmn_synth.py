@@ -243,9 +243,10 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
     from emotag_core.config import load_params
     from emotag_core.motion.grmn import GRMN
     from emotag_core.train.data import CorpusLoader, build_identity_index
-    from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, pretrain
+    from emotag_core.train.loop import adapt, pretrain
     from stages.corpus import table_paths
-    from stages.pretrain import audio_augment, grmn_spec, init_audio_norm
+    from stages.pretrain import adapt_loop_config, audio_augment, grmn_spec, init_audio_norm, loss_switches, \
+        pretrain_loop_config
 
     torch.set_num_threads(int(os.environ.get("GRMN_THREADS", "1")))  # 1: fastest on a shared CPU
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -270,14 +271,11 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth))
             init_audio_norm(grmn, corpus)  # pretrain.audio_norm: corpus statistics, never the target's
             grmn = grmn.to(device)
-            sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render,
-                                            param_jaw_weight=c.param_jaw_weight)
+            sw = loss_switches(p)
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                   cache_row_groups=c.cache_row_groups, with_images=False, clip_norm=c.clip_norm,
                                   audio_aug=audio_augment(p), score_target=c.score_target)
-            cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                             checkpoint_every=0, log_every=c.log_every, weight_decay=c.weight_decay,
-                             lr_schedule=c.lr_schedule)
+            cfg = pretrain_loop_config(p, checkpoint_every=0)
             log: list[dict[str, float]] = []
             t0 = time.perf_counter()
             pretrain(grmn, {}, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
@@ -287,8 +285,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                      with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm,
                                      score_target=c.score_target)
-            acfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
-                              checkpoint_every=0, log_every=c.log_every, anchor=a.anchor)
+            acfg = adapt_loop_config(p, checkpoint_every=0)
             t0 = time.perf_counter()
             adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
             t_ad = time.perf_counter() - t0

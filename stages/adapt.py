@@ -14,7 +14,7 @@ from emotag_core.config import to_dict
 from emotag_core.io.atomic import write_text
 from stages.common import PRETRAIN_MODELS, Paths, main_for, params, stage, sweep
 from stages.corpus import table_paths
-from stages.pretrain import CKPT_ROOT, LiveLog, fingerprint, setup_torch
+from stages.pretrain import CKPT_ROOT, LiveLog, adapt_loop_config, fingerprint, loss_switches, setup_torch
 
 
 @stage("adapt")
@@ -24,7 +24,7 @@ def main(identity: str) -> None:
     from emotag_core.train.adapted import save_adapted
     from emotag_core.train.checkpoint import clear_checkpoints, load_latest, load_model
     from emotag_core.train.data import CorpusLoader, build_identity_index, file_digest
-    from emotag_core.train.loop import LoopConfig, LossSwitches, adapt
+    from emotag_core.train.loop import adapt
     from emotag_core.train.scene import build_scene
 
     p = params()
@@ -57,11 +57,8 @@ def main(identity: str) -> None:
     ckpt = CKPT_ROOT / identity
     probe = load_latest(ckpt, fp)
     log = LiveLog(paths.metrics_dir, int(probe["iteration"]) if probe else 0)
-    sw = LossSwitches.from_ablation(p.ablation, geo=True, param_supervision=c.param_supervision, render=c.render,
-                                    param_jaw_weight=c.param_jaw_weight)
-    cfg = LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
-                     checkpoint_every=a.checkpoint_every, log_every=c.log_every, scene_lr=a.scene_lr, cuda_graphs=c.cuda_graphs,
-                     anchor=a.anchor)
+    sw = loss_switches(p, geo=True)
+    cfg = adapt_loop_config(p)
     t0 = time.perf_counter()
     summary = adapt(grmn, scene if c.render else None, identity, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0

@@ -10,6 +10,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from emotag_core.io.tables import UPPER_AUS
 from emotag_core.motion.grmn import GRMN, GRMNSpec
 from emotag_core.train.checkpoint import save_model
 from emotag_core.train.data import IdentityIndex, build_identity_index
+from emotag_core.train.loop import LoopConfig, LossSwitches
 from stages.common import CORPUS_DIR, PRETRAIN_METRICS, PRETRAIN_MODELS, DATA, params, stage, sweep
 
 CKPT_ROOT = DATA / "models" / ".checkpoints"
@@ -43,6 +45,29 @@ def grmn_spec(p: Params, meta: dict[str, Any], n_mouth: int) -> GRMNSpec:
                     d_expr=c.d_expr, n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden,
                     adain=ab.adain, residual=ab.residual, gate=ab.gate, audio_norm=c.audio_norm, dropout=c.dropout,
                     adain_axis=c.adain_axis, clip_norm=c.clip_norm)
+
+
+def loss_switches(p: Params, geo: bool = False) -> LossSwitches:
+    """The loss terms the params switch on (`ablation.*`, `pretrain.render` / `param_supervision`); `geo`: L_Geo (adapt)."""
+    c = p.pretrain
+    return LossSwitches.from_ablation(p.ablation, geo=geo, param_supervision=c.param_supervision, render=c.render,
+                                      param_jaw_weight=c.param_jaw_weight)
+
+
+def pretrain_loop_config(p: Params, **over: Any) -> LoopConfig:
+    """The pretrain loop's settings from `pretrain.*` (`over`: fields to replace, e.g. checkpoint_every=0)."""
+    c = p.pretrain
+    return replace(LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
+                              checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay,
+                              lr_schedule=c.lr_schedule, cuda_graphs=c.cuda_graphs), **over)
+
+
+def adapt_loop_config(p: Params, **over: Any) -> LoopConfig:
+    """The adaptation loop's settings from `adapt.*` (and `pretrain.*` sizes); `over` as above."""
+    c, a = p.pretrain, p.adapt
+    return replace(LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
+                              checkpoint_every=a.checkpoint_every, log_every=c.log_every, scene_lr=a.scene_lr,
+                              cuda_graphs=c.cuda_graphs, anchor=a.anchor), **over)
 
 
 def audio_augment(p: Params) -> Any:
@@ -111,7 +136,7 @@ def setup_torch(seed: int, threads: int = 1) -> None:
 def main() -> None:
     from emotag_core.flame import load_head_model
     from emotag_core.train.data import CorpusLoader
-    from emotag_core.train.loop import LoopConfig, LossSwitches, pretrain
+    from emotag_core.train.loop import pretrain
     from emotag_core.train.scene import build_scene
 
     p = params()
@@ -120,8 +145,7 @@ def main() -> None:
     setup_torch(c.seed, c.threads)
     indices = read_corpus()
     dev = c.device
-    sw = LossSwitches.from_ablation(p.ablation, param_supervision=c.param_supervision, render=c.render,
-                                    param_jaw_weight=c.param_jaw_weight)
+    sw = loss_switches(p)
     head = load_head_model(p.flame, dev)
     scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev) for ix in indices}
     n_mouth = next(iter(scenes.values())).n_mouth
@@ -142,9 +166,7 @@ def main() -> None:
     probe = load_latest(ckpt, fp)
     start = int(probe["iteration"]) if probe else 0
     log = LiveLog(PRETRAIN_METRICS, start)
-    cfg = LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
-                     checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay,
-                     lr_schedule=c.lr_schedule, cuda_graphs=c.cuda_graphs)
+    cfg = pretrain_loop_config(p)
     t0 = time.perf_counter()
     summary = pretrain(grmn, scenes, loader, cfg, sw, ckpt_dir=ckpt, fingerprint=fp, device=dev, log=log)
     wall = time.perf_counter() - t0

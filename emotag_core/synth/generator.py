@@ -128,26 +128,35 @@ def _check(cfg: SynthConfig) -> None:
                           f"(got {cfg.seconds}, {cfg.size}, {cfg.fps})")
 
 
+MIRROR = np.array([-1.0, 1.0, 1.0])                           # left/right mirror of the model frame (x -> -x)
+
+
+def mirror_permutation(model: torch.nn.Module) -> np.ndarray:
+    """Index map [V] of the template's vertices under the left/right mirror (the first 478 are MediaPipe's
+    points, irises included). Raises ConfigError when the template is not mirror-symmetric about x = 0."""
+    from scipy.spatial import cKDTree
+
+    v = model.v_template.detach().cpu().numpy().astype(np.float64)                  # [V, 3]
+    dist, perm = cKDTree(v).query(v * MIRROR)
+    if dist.max() > 0.01 * np.ptp(v[:, 0]):
+        raise ConfigError("the head model's template is not left/right symmetric about x = 0 "
+                          "(synth.shape_asym needs it: set synth.shape_asym: 1.0)")
+    return perm
+
+
 def shape_parity(model: torch.nn.Module) -> np.ndarray:
     """+1 for each shape component that deforms the head left/right symmetrically, -1 for an antisymmetric one.
 
     Returns [S]. Raises ConfigError when the template is not mirror-symmetric or a component is neither.
     """
-    from scipy.spatial import cKDTree
-
-    v = model.v_template.detach().cpu().numpy().astype(np.float64)                  # [V, 3]
-    mirror = np.array([-1.0, 1.0, 1.0])
-    dist, perm = cKDTree(v).query(v * mirror)
-    if dist.max() > 0.01 * np.ptp(v[:, 0]):
-        raise ConfigError("synth.shape_asym: the head model's template is not left/right symmetric about x = 0; "
-                          "set synth.shape_asym: 1.0")
+    perm = mirror_permutation(model)
     d = model.shapedirs[:, :, : model.n_shape].detach().cpu().numpy().astype(np.float64)  # [V, 3, S]
-    dm = d[perm] * mirror[None, :, None]
-    norm = np.linalg.norm(d.reshape(-1, d.shape[-1]), axis=0) + 1e-12
-    sym = np.linalg.norm((d - dm).reshape(-1, d.shape[-1]), axis=0) / norm
-    anti = np.linalg.norm((d + dm).reshape(-1, d.shape[-1]), axis=0) / norm
-    if (np.minimum(sym, anti) > 0.3).any():
-        bad = np.flatnonzero(np.minimum(sym, anti) > 0.3).tolist()
+    dm = (d[perm] * MIRROR[None, :, None]).reshape(-1, model.n_shape)                   # mirrored components
+    d = d.reshape(-1, model.n_shape)
+    norm = np.linalg.norm(d, axis=0) + 1e-12
+    sym, anti = np.linalg.norm(d - dm, axis=0) / norm, np.linalg.norm(d + dm, axis=0) / norm
+    bad = np.flatnonzero(np.minimum(sym, anti) > 0.3).tolist()
+    if bad:
         raise ConfigError(f"synth.shape_asym: shape components {bad} are neither symmetric nor antisymmetric; "
                           "set synth.shape_asym: 1.0")
     return np.where(sym <= anti, 1, -1)

@@ -54,9 +54,9 @@ def load_image(ref: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=2)
 def _landmarker(model_path: str | None) -> object:
-    """One MediaPipe FaceLandmarker (IMAGE mode) per task file, reused across calls."""
+    """A MediaPipe FaceLandmarker (IMAGE mode) for the task file; use it as a context manager (it is
+    closed on exit: a landmarker left for interpreter teardown fails in its __del__)."""
     from mediapipe.tasks import python as mp_tasks
     from mediapipe.tasks.python import vision
 
@@ -74,7 +74,8 @@ def detect_landmarks(img: np.ndarray, model_path: str | None = None) -> np.ndarr
     """MediaPipe FaceLandmarker's 478 landmarks of the image's face [H, W, 3] uint8 -> [478, 2] px, or None."""
     import mediapipe as mp
 
-    res = _landmarker(model_path).detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img)))
+    with _landmarker(model_path) as lm:
+        res = lm.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img)))
     if not res.face_landmarks:
         return None
     h, w = img.shape[:2]

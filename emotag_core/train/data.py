@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,13 @@ class Batch:
         return Batch(**kw)
 
 
+def _clips_of(row0: np.ndarray, clip_len: np.ndarray) -> Iterator[tuple[int, np.ndarray, int]]:
+    """For sampled rows' clip start rows `row0` [B] and clip lengths [B]: (row0, row mask [B], length) per clip."""
+    for r0 in np.unique(row0):
+        sel = row0 == r0
+        yield int(r0), sel, int(clip_len[sel][0])
+
+
 class CorpusLoader:
     """Samples batches of frames (one identity per batch) and reads them lazily.
 
@@ -457,20 +464,17 @@ class CorpusLoader:
         audio = self._table(ident, "audio_features").rows(cols["row0_audio"][rows][:, None] + win, "feature")
         if self.clip_norm:
             audio = np.asarray(audio, np.float64)
-            for r0 in np.unique(cols["row0_audio"][rows]):
-                sel = cols["row0_audio"][rows] == r0
-                mu, sd = self._clip_stats(ident, int(r0), int(clip_len[sel][0]))
+            for r0, sel, n in _clips_of(cols["row0_audio"][rows], clip_len):
+                mu, sd = self._clip_stats(ident, r0, n)
                 audio[sel] = (audio[sel] - mu) / sd
         aus_tab = self._table(ident, "aus")
         aus = np.stack([aus_tab.rows(cols["row0_aus"][rows][:, None] + win, a) for a in UPPER_AUS], axis=-1)
         emo = self._table(ident, "emotion")
         probs = emo.rows(cols["row_emotion"][rows], "probs")
         if self.score_target == "aus":  # not in the paper: an AU intensity replaces Eq. 9's e
-            r0s = cols["row0_aus"][rows]
             score = np.empty(len(rows), dtype=np.float64)
-            for r0 in np.unique(r0s):
-                sel = r0s == r0
-                score[sel] = self._clip_au_score(ident, int(r0), int(clip_len[sel][0]))[frame[sel]]
+            for r0, sel, n in _clips_of(cols["row0_aus"][rows], clip_len):
+                score[sel] = self._clip_au_score(ident, r0, n)[frame[sel]]
         else:
             score = emo.rows(cols["row_emotion"][rows], "score")
         fl = self._table(ident, "flame")

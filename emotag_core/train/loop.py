@@ -264,7 +264,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             if not cuda:  # the CPU reads each loss back at once and stops before a diverged step
                 ready += pending.flush()
             total.backward()
-            if anchors and cfg.anchor > 0:  # grad of anchor/2 * ||theta - theta_0||^2 (L2-SP)
+            if anchors:  # grad of anchor/2 * ||theta - theta_0||^2 (L2-SP)
                 for p, p0 in anchors:
                     if p.grad is not None:
                         p.grad.add_(p.detach() - p0, alpha=cfg.anchor)
