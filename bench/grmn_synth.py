@@ -20,6 +20,7 @@ The truth files of the synthetic identities are read only by `evaluate`.
     python bench/grmn_synth.py merge FILE...     # per-configuration results -> results json (keys variant/seedN/FILE-STEM)
     python bench/grmn_synth.py merge-sweep sweep.json  # grmn_synth_device.sh's merged results -> results json
     python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
+    python bench/grmn_synth.py analyse          # error analysis of the series kept by `run --keep-preds`
 """
 from __future__ import annotations
 
@@ -150,10 +151,11 @@ def audio_energy(wav: Path, t: np.ndarray, half_window_s: float = 0.02) -> np.nd
 
 
 def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "cpu",
-                   from_s: float = 0.0) -> dict[str, Any]:
+                   from_s: float = 0.0, keep_preds: bool = False) -> dict[str, Any]:
     """One GRMN on the held-out clip of identity index `ix` (default: its last clip) against the truth files.
 
     `from_s`: only the clip's frames from this time on (the validation part of the adaptation clip).
+    `keep_preds`: also return the per-frame series (key `preds`: predicted / tracked / true jaw, gate, intensity).
     The cue inputs (AUs, identity vector) come from that clip's own tables (the paper's
     self-reconstruction setting); jaw opening is the jaw's axis-angle x component.
     """
@@ -188,7 +190,10 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
     true_jaw, true_expr, strength = truth["jaw"][ti, 0], truth["expr"][ti], truth["emotion_strength"][ti]
     energy = audio_energy(paths.audio(clip), t)
     sidecar = json.loads((paths.synthetic / "truth" / f"{clip}.json").read_text())
-    return {
+    preds = {"t": t, "jaw": r["jaw"], "track_jaw": r["track_jaw"], "true_jaw": true_jaw, "g": r["g"],
+             "intensity": strength, "emotion": truth["emotion"][ti], "energy": energy}
+    return {**({"preds": {k: np.round(np.asarray(v, dtype=np.float64), 5).tolist() for k, v in preds.items()}}
+               if keep_preds else {}),
         "identity": identity, "clip": clip, "frames": int(len(rows)),
         "voices": sorted({u["voice"] for u in sidecar.get("segments", [])}),
         "jaw_r": pearson(r["jaw"], true_jaw),
@@ -229,7 +234,8 @@ def evaluate(identity: str, clip: str | None = None) -> dict[str, Any]:
     return m
 
 
-def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path, sets: dict[str, str]) -> None:
+def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path, sets: dict[str, str],
+                  keep_preds: bool = False) -> None:
     """The same code path as `dvc exp run` (pretrain + adapt stages' library calls) in one process.
 
     For machines without dvc (the device machine): run with cwd = a workdir or bundle that holds
@@ -281,7 +287,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             pretrain(grmn, {}, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
                      progress=False)
             t_pre = time.perf_counter() - t0
-            before = evaluate_model(grmn, target, device=device)  # pretrained, not yet adapted
+            before = evaluate_model(grmn, target, device=device, keep_preds=keep_preds)  # pretrained, not yet adapted
             ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
                                      with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm,
                                      score_target=c.score_target)
@@ -289,12 +295,14 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             t0 = time.perf_counter()
             adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
             t_ad = time.perf_counter() - t0
-            m = evaluate_model(grmn, target, device=device)
+            m = evaluate_model(grmn, target, device=device, keep_preds=keep_preds)
             # validation: the adaptation clip after its first train_seconds (other sentences of the target,
             # not used to adapt); settings are compared on it, test numbers are the held-out clip's
             val = evaluate_model(grmn, target, clip=sorted(set(target.index.column("clip_id").to_pylist()))[0],
-                                 device=device, from_s=a.train_seconds)
+                                 device=device, from_s=a.train_seconds, keep_preds=keep_preds)
             dev_name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)"
+            if keep_preds:
+                m["preds"] = {"test": m.pop("preds"), "before": before["preds"], "val": val["preds"]}
             m.update(val={k: val[k] for k in ("clip", "frames", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r")},
                      variant=v, seed=seed, device=device, device_name=dev_name, corpus=list(p.corpus), pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
@@ -304,7 +312,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                                                                     "weight_decay", "adain_axis", "lr_schedule", "clip_norm",
                                                                     "aug_gain_std", "aug_shift_bins", "aug_freq_masks",
                                                                     "aug_freq_mask_width", "aug_time_masks",
-                                                                    "aug_time_mask_width", "score_target")},
+                                                                    "aug_time_mask_width", "score_target", "ema")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds", "anchor")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -387,6 +395,40 @@ def teacher_check(ids: list[str], scales: list[float], gains: list[float], secon
                 row(identity=f"{ids[0]} re-rendered ({seconds:g} s)", au_gain=gain, crop_scale=sc, frames=n,
                     **score(np.stack(video[:n]), boxes, truth["emotion_strength"][:n], truth["emotion"][:n]))
     return out
+
+
+def analyse(preds_file: Path, part: str = "test") -> list[dict[str, Any]]:
+    """Error analysis of the kept per-frame series (`run --keep-preds`, merged by `merge-sweep`): per run the
+    jaw r, r against the tracked jaw (the training target), r after a Gaussian smoothing of the prediction
+    (sigma 1 frame), r when each emotion segment's prediction gets its own best affine map (an oracle of
+    per-utterance amplitude: how much of the error is amplitude, not timing/shape), and per group of seeds
+    (same tag up to `_s<N>`) the r of the mean of the standardised predictions (a seed ensemble)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    data = json.loads(preds_file.read_text())
+    rows, groups = [], {}
+    for key, parts in sorted(data.items()):
+        p = {k: np.asarray(v) for k, v in parts[part].items()}
+        jaw, true = p["jaw"], p["true_jaw"]
+        seg = np.concatenate([[0], np.cumsum(np.diff(p["emotion"]) != 0)])
+        fit = np.empty_like(jaw)
+        for k in np.unique(seg):
+            m = seg == k
+            a = np.stack([jaw[m], np.ones(int(m.sum()))], 1)
+            fit[m] = a @ np.linalg.lstsq(a, true[m], rcond=None)[0]
+        tag = key.rsplit("/", 1)[-1]
+        row = {"run": key, "jaw_r": pearson(jaw, true), "vs_tracked_r": pearson(jaw, p["track_jaw"]),
+               "smoothed_r": pearson(gaussian_filter1d(jaw, 1.0), true), "segment_affine_r": pearson(fit, true),
+               "pred_std_over_true": float(jaw.std() / true.std())}
+        rows.append(row)
+        print(json.dumps(row))
+        groups.setdefault(tag.rsplit("_s", 1)[0] if "_s" in tag else tag, []).append(((jaw - jaw.mean()) / jaw.std(), true))
+    for g, members in groups.items():
+        if len(members) > 1:
+            row = {"group": g, "seeds": len(members), "ensemble_r": pearson(np.mean([z for z, _ in members], 0), members[0][1])}
+            rows.append(row)
+            print(json.dumps(row))
+    return rows
 
 
 def _value(v: str) -> Any:
@@ -518,7 +560,8 @@ def settings_note(m: dict[str, Any]) -> str:
     notes = [f"{len(m.get('corpus', [0] * 4))} ids"]
     for k, default in (("d_model", 64), ("audio_norm", False), ("dropout", 0.0), ("param_jaw_weight", 1.0), ("weight_decay", 0.01),
                        ("adain_axis", "time"), ("lr_schedule", "constant"), ("clip_norm", False), ("aug_gain_std", 0.0),
-                       ("aug_shift_bins", 0), ("aug_freq_masks", 0), ("aug_time_masks", 0), ("score_target", "teacher")):
+                       ("aug_shift_bins", 0), ("aug_freq_masks", 0), ("aug_time_masks", 0), ("score_target", "teacher"),
+                       ("ema", 0.0)):
         if st.get(k, default) != default:
             notes.append(f"{k}={st[k]}")
     ad = m["settings"].get("adapt", {})
@@ -585,6 +628,9 @@ def main() -> None:
     ms = sub.add_parser("merge-sweep", help="add the merged sweep.json files of grmn_synth_device.sh to the results")
     ms.add_argument("files", nargs="+", type=Path)
     ms.add_argument("--out", type=Path, default=RESULTS)
+    an = sub.add_parser("analyse", help="error analysis of kept per-frame series (run --keep-preds)")
+    an.add_argument("--preds", type=Path, default=RESULTS.with_name("grmn_synth_preds.json"))
+    an.add_argument("--part", choices=("test", "before", "val"), default="test")
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
@@ -593,6 +639,8 @@ def main() -> None:
     rp.add_argument("--seeds", default="0")
     rp.add_argument("--out", type=Path, default=RESULTS)
     rp.add_argument("-S", dest="sets", action="append", default=[], help="extra key=value (like dvc exp run -S)")
+    rp.add_argument("--keep-preds", action="store_true",
+                    help="keep the per-frame series in the results (merge-sweep moves them to a side file)")
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(WORKDIR, a.ids)
@@ -609,17 +657,27 @@ def main() -> None:
         merge(a.files, a.out)
     elif a.cmd == "merge-sweep":
         res = json.loads(a.out.read_text()) if a.out.exists() else {}
+        preds_out = a.out.with_name(a.out.stem + "_preds.json")
+        preds = json.loads(preds_out.read_text()) if preds_out.exists() else {}
         for f in a.files:
-            res.update(json.loads(Path(f).read_text()))
+            new = json.loads(Path(f).read_text())
+            for k, m in new.items():  # per-frame series (run --keep-preds) go to a side file
+                if "preds" in m:
+                    preds[k] = m.pop("preds")
+            res.update(new)
+        if preds:
+            preds_out.write_text(json.dumps(preds))
         a.out.write_text(json.dumps(res, indent=1, default=str))
         print(f"{len(a.files)} sweep file(s) merged into {a.out} ({len(res)} rows)")
     elif a.cmd == "ridge":
         ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels)
+    elif a.cmd == "analyse":
+        analyse(a.preds, a.part)
     elif a.cmd == "bundle":
         make_bundle(WORKDIR, a.dest)
     elif a.cmd == "run":
         sets = dict(TRAIN_SET, **dict(kv.split("=", 1) for kv in a.sets))
-        run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets)
+        run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets, a.keep_preds)
     else:
         print("\n\n".join(table(p) for p in a.paths))
 

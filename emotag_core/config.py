@@ -220,7 +220,7 @@ class SynthConfig:
     sentence_set: str = "all"
     """Which of each language's sentences an identity speaks: `all`, `even` or `odd` (by index in
     `emotag_core.synth.speech.SENTENCES`), so a pretraining corpus and a held-out target can be given
-    disjoint text."""
+    disjoint text; `extended`: the `even` ones plus `EXTRA_SENTENCES` (more text, still none of `odd`)."""
     clips: int = 1
     """Clips (videos) per synthetic identity, each `seconds` long."""
     fps: float = 25.0
@@ -347,6 +347,9 @@ class PretrainConfig:
     lr_schedule: str = "constant"
     """Pretraining learning rate over the iterations: `constant` or `cosine` (from `lr` down to 1% of it
     at the last iteration). The paper gives only the rate; adaptation keeps a constant one."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of GRMN's weights during pretraining (e.g. 0.999); the
+    average, not the last iterate, is the pretrained model. Not in the paper; 0 = off."""
     log_every: int = 10
     """Iterations between logged (dvclive) metrics."""
     cache_row_groups: int = 64

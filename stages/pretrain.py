@@ -59,7 +59,7 @@ def pretrain_loop_config(p: Params, **over: Any) -> LoopConfig:
     c = p.pretrain
     return replace(LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
                               checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay,
-                              lr_schedule=c.lr_schedule, cuda_graphs=c.cuda_graphs), **over)
+                              lr_schedule=c.lr_schedule, cuda_graphs=c.cuda_graphs, ema=c.ema), **over)
 
 
 def adapt_loop_config(p: Params, **over: Any) -> LoopConfig:

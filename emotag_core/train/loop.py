@@ -86,6 +86,9 @@ class LoopConfig:
     `LR_FLOOR` of it at the last iteration (a function of the iteration: resumes exactly)."""
     scene_lr: float | None = None
     """Adaptation: learning rate of the identity's Gaussians and background (None = `lr`)."""
+    ema: float = 0.0
+    """Pretraining: decay of an exponential moving average of GRMN's weights, copied into the model at
+    the end (0 = off, the paper)."""
     anchor: float = 0.0
     """Adaptation: weight of the L2 pull of the tuned GRMN parameters toward their pretrained values
     (adds anchor * (theta - theta_0) to their gradients; 0 = off, the paper)."""
@@ -199,6 +202,12 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
           log: LogFn | None, desc: str, progress: bool,
           anchors: list[tuple[Tensor, Tensor]] | None = None) -> dict[str, Any]:
     lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before any work
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ConfigError(f"`pretrain.ema` must be in [0, 1) (0 = off), got {cfg.ema}")
+    ema = None
+    if cfg.ema > 0:  # a running average of GRMN's weights (and buffers), kept beside the trained copy
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(grmn, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     start = 0
     seen = {k: 0 for k in loader.ids}
     last: dict[str, float] = {}  # the last step's loss terms (the summary's `final`)
@@ -211,6 +220,11 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
         seen = dict(state["seen"])
         start = int(state["iteration"])
         last = dict(state.get("last", {}))  # a kill after the final checkpoint resumes with 0 steps to run
+        if ema is not None:
+            if "ema" not in state:
+                raise ConfigError(f"{ckpt_dir}: the checkpoint has no weight average but `pretrain.ema` is on; "
+                                  "clear the checkpoints or turn `pretrain.ema` off")
+            ema.load_state_dict(state["ema"])
 
     from tqdm import tqdm
 
@@ -230,7 +244,8 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             return
         save_checkpoint(ckpt_dir, it, {"fingerprint": fingerprint, "grmn": grmn.state_dict(),
                                        "scenes": scenes.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "loader": source.state_dict(), "seen": dict(seen), "last": dict(last)})
+                                       "loader": source.state_dict(), "seen": dict(seen), "last": dict(last),
+                                       **({"ema": ema.state_dict()} if ema is not None else {})})
 
     pending = _Pending()
     ready: list[tuple[int, bool, dict[str, float]]] = []
@@ -269,6 +284,8 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
                     if p.grad is not None:
                         p.grad.add_(p.detach() - p0, alpha=cfg.anchor)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(grmn)
             del total  # no autograd graph may outlive its step: a CUDA-graph capture on the next one would see it
             ckpt_now = bool(cfg.checkpoint_every) and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iters
             if (it + 1) % cfg.log_every == 0 or ckpt_now:
@@ -283,6 +300,8 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
         if isinstance(source, Prefetcher):
             source.close()
     bar.close()
+    if ema is not None:  # the average is the trained model; the final checkpoint holds it (and the average)
+        grmn.load_state_dict(ema.module.state_dict())
     checkpoint(cfg.iters)
     return {"iterations": cfg.iters, "resumed_from": start, "final": last, "static_steps": seen}
 

@@ -77,6 +77,8 @@ def test_sentence_sets_split_each_language_disjointly():
         even, odd = sentences_for(lang, "even"), sentences_for(lang, "odd")
         assert even and odd and not set(even) & set(odd)
         assert set(even) | set(odd) == set(pool) == set(sentences_for(lang, "all"))
+        ext = sentences_for(lang, "extended")  # more text for a corpus, never a held-out target's
+        assert set(even) < set(ext) and not set(ext) & set(odd) and len(set(ext)) == len(ext)
     with pytest.raises(ConfigError, match="sentence_set"):
         sentences_for("es", "half")
     # a clip planned with one set never speaks the other set's text

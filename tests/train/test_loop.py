@@ -181,3 +181,41 @@ def test_rerun_after_the_final_checkpoint_reports_the_same_summary(tmp_path):
     assert first["resumed_from"] == 0 and again["resumed_from"] == cfg.iters
     assert first["final"] and again["final"] == first["final"]
     assert again["static_steps"] == first["static_steps"]
+
+
+def test_pretrain_ema_is_the_average_of_the_iterates_and_resumes_exactly(tmp_path):
+    """`pretrain.ema`: the pretrained model is the exponential moving average of the iterates (first one
+    copied, then d * avg + (1 - d) * w), and a run resumed from a mid-run checkpoint ends bit-identical."""
+    import pytest
+
+    from emotag_core.errors import ConfigError
+
+    ixs = [build_identity_index(i, write_identity(tmp_path, i, seed=s)) for s, i in enumerate("ab")]
+    sw = LossSwitches(render=False, param_supervision=1.0)
+    d, n = 0.6, 4
+
+    def run(iters, ema=0.0, ckpt=None, every=0):
+        torch.manual_seed(0)
+        g = small_grmn()
+        cfg = LoopConfig(iters=iters, static_iters=0, lr=1e-2, image_size=SIZE, checkpoint_every=every, ema=ema)
+        pretrain(g, {}, CorpusLoader(ixs, 4, SIZE, seed=0, with_images=False), cfg, sw, ckpt_dir=ckpt,
+                 fingerprint="f", progress=False)
+        return g.state_dict()
+
+    iterates = [run(k) for k in range(1, n + 1)]  # constant rate: run k ends at the k-th iterate of a long run
+    avg = {k: v.clone() for k, v in iterates[0].items()}
+    for w in iterates[1:]:
+        for k in avg:
+            if avg[k].is_floating_point():
+                avg[k] = d * avg[k] + (1 - d) * w[k]
+    got = run(n, ema=d, ckpt=tmp_path / "ck", every=2)
+    assert not torch.equal(got["encoder.audio.cnn.0.weight"], iterates[-1]["encoder.audio.cnn.0.weight"])  # not the last iterate
+    for k, v in avg.items():
+        assert torch.allclose(got[k], v, atol=1e-6), k
+    (tmp_path / "ck" / f"ckpt-{n:09d}.pt").unlink()  # killed after the mid-run checkpoint (iteration 2)
+    assert [p.name for p in (tmp_path / "ck").glob("ckpt-*.pt")]
+    again = run(n, ema=d, ckpt=tmp_path / "ck", every=2)
+    for k, v in got.items():
+        assert torch.equal(v, again[k]), k
+    with pytest.raises(ConfigError, match="pretrain.ema"):
+        run(1, ema=1.0)
