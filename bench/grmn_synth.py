@@ -506,7 +506,9 @@ def make_bundle(workdir: Path, dest: Path) -> None:
     os.chdir(workdir)
     try:
         p = load_params("params.yaml")
-        ids = list(p.corpus) + list(p.targets)
+        # every prepared identity, so `-S corpus=[...]` may pick any of them on the device
+        ids = list(dict.fromkeys(list(p.corpus) + [i for i in p.identities if (Path("data/processed") / i).is_dir()]
+                                 + list(p.targets)))
         n_mouth = _n_mouth(p, build_identity_index(ids[0], table_paths(ids[0])).meta)
     finally:
         os.chdir(cwd)

@@ -220,7 +220,8 @@ class SynthConfig:
     sentence_set: str = "all"
     """Which of each language's sentences an identity speaks: `all`, `even` or `odd` (by index in
     `emotag_core.synth.speech.SENTENCES`), so a pretraining corpus and a held-out target can be given
-    disjoint text; `extended`: the `even` ones plus `EXTRA_SENTENCES` (more text, still none of `odd`)."""
+    disjoint text; `extended`: the `even` ones plus `EXTRA_SENTENCES` (more text, still none of `odd`);
+    `shuffled`: every utterance a new random sequence of the `extended` sentences' words."""
     clips: int = 1
     """Clips (videos) per synthetic identity, each `seconds` long."""
     fps: float = 25.0

@@ -20,7 +20,7 @@ import torch
 from emotag_core.config import SynthConfig
 from emotag_core.errors import ConfigError
 from emotag_core.synth import render as rz
-from emotag_core.synth.speech import Phoneme, sentences_for, speak
+from emotag_core.synth.speech import Phoneme, pick_text, sentences_for, speak
 from emotag_core.synth.texture import background_image, bake_uv_texture, load_image, photo_landmarks, \
     vertex_photo_coords
 from emotag_core.synth.visemes import LIP_CHANNELS, mouth_track
@@ -205,8 +205,7 @@ def plan_script(cfg: SynthConfig, clip: int) -> Script:
     phonemes: list[tuple[Phoneme, int]] = []
     while t < cfg.seconds - 0.8:
         voice = cfg.voices[int(rng.integers(len(cfg.voices)))]
-        sentences = sentences_for(voice, cfg.sentence_set)
-        text = sentences[int(rng.integers(len(sentences)))]
+        text = pick_text(voice, cfg.sentence_set, rng)
         rate, pitch = int(rng.integers(150, 186)), int(rng.integers(30, 71))
         emotion = cfg.emotions[int(rng.integers(len(cfg.emotions)))]
         level = 0 if emotion == "neutral" else int(cfg.intensity_levels[int(rng.integers(len(cfg.intensity_levels)))])

@@ -305,7 +305,8 @@ def language_of(voice: str) -> str:
     return lang
 
 
-SENTENCE_SETS = ("all", "even", "odd", "extended")
+SENTENCE_SETS = ("all", "even", "odd", "extended", "shuffled")
+WORDS_PER_SHUFFLED = (5, 11)  # words per `shuffled` utterance: uniform in [5, 11)
 
 
 def sentences_for(voice: str, sentence_set: str = "all") -> tuple[str, ...]:
@@ -314,6 +315,24 @@ def sentences_for(voice: str, sentence_set: str = "all") -> tuple[str, ...]:
         raise ConfigError(f"synth.sentence_set: `{sentence_set}` is not one of {list(SENTENCE_SETS)}")
     lang = language_of(voice)
     pool = SENTENCES[lang]
-    if sentence_set == "extended":
+    if sentence_set in ("extended", "shuffled"):
         return pool[0::2] + EXTRA_SENTENCES[lang]
     return pool if sentence_set == "all" else pool[(0 if sentence_set == "even" else 1)::2]
+
+
+def sentence_words(voice: str) -> tuple[str, ...]:
+    """The distinct words of the `extended` sentences of `voice`'s language (punctuation stripped, lower case)."""
+    words = (w.strip(".,;:!?¿¡").lower() for t in sentences_for(voice, "extended") for w in t.split())
+    return tuple(sorted({w for w in words if w}))
+
+
+def pick_text(voice: str, sentence_set: str, rng: np.random.Generator) -> str:
+    """One utterance's text: a sentence of the set, or with `shuffled` a new random sequence of the
+    `extended` sentences' words (unlimited distinct text in the language's phonotactics; none of the
+    `odd` sentences, though words they share with the others can occur)."""
+    if sentence_set == "shuffled":
+        words = sentence_words(voice)
+        n = int(rng.integers(*WORDS_PER_SHUFFLED))
+        return " ".join(words[int(i)] for i in rng.integers(len(words), size=n)) + "."
+    sentences = sentences_for(voice, sentence_set)
+    return sentences[int(rng.integers(len(sentences)))]

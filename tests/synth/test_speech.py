@@ -85,3 +85,20 @@ def test_sentence_sets_split_each_language_disjointly():
     cfg = SynthConfig(seconds=6.0, voices=["es", "it"], sentence_set="odd", seed=3)
     texts = {s.text for s in plan_script(cfg, 0).segments}
     assert texts and texts <= set(sentences_for("es", "odd")) | set(sentences_for("it", "odd"))
+
+
+def test_shuffled_text_is_new_word_sequences_from_the_extended_vocabulary():
+    import numpy as np
+
+    from emotag_core.synth.speech import WORDS_PER_SHUFFLED, pick_text, sentence_words, sentences_for
+
+    vocab = set(sentence_words("es"))
+    rng = np.random.default_rng(7)
+    texts = [pick_text("es+m2", "shuffled", rng) for _ in range(40)]
+    assert texts[0] == pick_text("es", "shuffled", np.random.default_rng(7))  # seeded: reproducible
+    assert len(set(texts)) == 40 and not set(texts) & set(sentences_for("es", "all"))
+    for t in texts:
+        words = t.rstrip(".").split()
+        assert WORDS_PER_SHUFFLED[0] <= len(words) < WORDS_PER_SHUFFLED[1] and set(words) <= vocab
+    # the other sets draw a whole sentence of the set, as before
+    assert pick_text("it", "odd", np.random.default_rng(0)) in sentences_for("it", "odd")
