@@ -25,6 +25,7 @@ The truth files of the synthetic identities are read only by `evaluate`.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -405,7 +406,7 @@ def analyse(preds_file: Path, part: str = "test") -> list[dict[str, Any]]:
     (same tag up to `_s<N>`) the r of the mean of the standardised predictions (a seed ensemble)."""
     from scipy.ndimage import gaussian_filter1d
 
-    data = json.loads(preds_file.read_text())
+    data = _read_json(preds_file)
     rows, groups = [], {}
     for key, parts in sorted(data.items()):
         p = {k: np.asarray(v) for k, v in parts[part].items()}
@@ -429,6 +430,14 @@ def analyse(preds_file: Path, part: str = "test") -> list[dict[str, Any]]:
             rows.append(row)
             print(json.dumps(row))
     return rows
+
+
+def _read_json(path: Path) -> Any:
+    """A .json or .json.gz file."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as f:
+            return json.load(f)
+    return json.loads(path.read_text())
 
 
 def _value(v: str) -> Any:
@@ -490,7 +499,7 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
     return res
 
 
-def make_bundle(workdir: Path, dest: Path) -> None:
+def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None) -> None:
     """A small copy of the workdir for the device machine: params, motion tables, frames without pixels,
     the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there)."""
     import shutil
@@ -509,6 +518,8 @@ def make_bundle(workdir: Path, dest: Path) -> None:
         # every prepared identity, so `-S corpus=[...]` may pick any of them on the device
         ids = list(dict.fromkeys(list(p.corpus) + [i for i in p.identities if (Path("data/processed") / i).is_dir()]
                                  + list(p.targets)))
+        if only:  # the device carry holds 64 MiB with the tree: ~45 identities
+            ids = [i for i in ids if i in only]
         n_mouth = _n_mouth(p, build_identity_index(ids[0], table_paths(ids[0])).meta)
     finally:
         os.chdir(cwd)
@@ -631,10 +642,11 @@ def main() -> None:
     ms.add_argument("files", nargs="+", type=Path)
     ms.add_argument("--out", type=Path, default=RESULTS)
     an = sub.add_parser("analyse", help="error analysis of kept per-frame series (run --keep-preds)")
-    an.add_argument("--preds", type=Path, default=RESULTS.with_name("grmn_synth_preds.json"))
+    an.add_argument("--preds", type=Path, default=RESULTS.with_name("grmn_synth_preds.json.gz"))
     an.add_argument("--part", choices=("test", "before", "val"), default="test")
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
+    bp.add_argument("--ids", nargs="*", help="only these identities (default: every prepared one)")
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
     rp.add_argument("variants", nargs="*", default=list(VARIANTS))
     rp.add_argument("--device", default="cpu")
@@ -659,8 +671,8 @@ def main() -> None:
         merge(a.files, a.out)
     elif a.cmd == "merge-sweep":
         res = json.loads(a.out.read_text()) if a.out.exists() else {}
-        preds_out = a.out.with_name(a.out.stem + "_preds.json")
-        preds = json.loads(preds_out.read_text()) if preds_out.exists() else {}
+        preds_out = a.out.with_name(a.out.stem + "_preds.json.gz")
+        preds = _read_json(preds_out) if preds_out.exists() else {}
         for f in a.files:
             new = json.loads(Path(f).read_text())
             for k, m in new.items():  # per-frame series (run --keep-preds) go to a side file
@@ -668,7 +680,8 @@ def main() -> None:
                     preds[k] = m.pop("preds")
             res.update(new)
         if preds:
-            preds_out.write_text(json.dumps(preds))
+            with gzip.open(preds_out, "wt") as f:
+                json.dump(preds, f)
         a.out.write_text(json.dumps(res, indent=1, default=str))
         print(f"{len(a.files)} sweep file(s) merged into {a.out} ({len(res)} rows)")
     elif a.cmd == "ridge":
@@ -676,7 +689,7 @@ def main() -> None:
     elif a.cmd == "analyse":
         analyse(a.preds, a.part)
     elif a.cmd == "bundle":
-        make_bundle(WORKDIR, a.dest)
+        make_bundle(WORKDIR, a.dest, a.ids)
     elif a.cmd == "run":
         sets = dict(TRAIN_SET, **dict(kv.split("=", 1) for kv in a.sets))
         run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets, a.keep_preds)
