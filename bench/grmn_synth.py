@@ -28,6 +28,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -403,7 +404,7 @@ def analyse(preds_file: Path, part: str = "test") -> list[dict[str, Any]]:
     jaw r, r against the tracked jaw (the training target), r after a Gaussian smoothing of the prediction
     (sigma 1 frame), r when each emotion segment's prediction gets its own best affine map (an oracle of
     per-utterance amplitude: how much of the error is amplitude, not timing/shape), and per group of seeds
-    (same tag up to `_s<N>`) the r of the mean of the standardised predictions (a seed ensemble)."""
+    (full model, same tag up to `_s<N>`) the r of the mean of the standardised predictions (a seed ensemble)."""
     from scipy.ndimage import gaussian_filter1d
 
     data = _read_json(preds_file)
@@ -423,7 +424,8 @@ def analyse(preds_file: Path, part: str = "test") -> list[dict[str, Any]]:
                "pred_std_over_true": float(jaw.std() / true.std())}
         rows.append(row)
         print(json.dumps(row))
-        groups.setdefault(tag.rsplit("_s", 1)[0] if "_s" in tag else tag, []).append(((jaw - jaw.mean()) / jaw.std(), true))
+        if key.startswith("full/"):  # seeds of one setting: the tag up to `_s<N>`
+            groups.setdefault(re.sub(r"_s\d+$", "", tag), []).append(((jaw - jaw.mean()) / jaw.std(), true))
     for g, members in groups.items():
         if len(members) > 1:
             row = {"group": g, "seeds": len(members), "ensemble_r": pearson(np.mean([z for z, _ in members], 0), members[0][1])}
@@ -515,11 +517,9 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None) -> Non
     os.chdir(workdir)
     try:
         p = load_params("params.yaml")
-        # every prepared identity, so `-S corpus=[...]` may pick any of them on the device
-        ids = list(dict.fromkeys(list(p.corpus) + [i for i in p.identities if (Path("data/processed") / i).is_dir()]
-                                 + list(p.targets)))
-        if only:  # the device carry holds 64 MiB with the tree: ~45 identities
-            ids = [i for i in ids if i in only]
+        # default: the corpus and targets of params; `only`: these prepared identities instead, so that
+        # `-S corpus=[...]` may pick among them on the device (its carry holds 64 MiB with the tree: ~45 identities)
+        ids = list(only) if only else list(dict.fromkeys(list(p.corpus) + list(p.targets)))
         n_mouth = _n_mouth(p, build_identity_index(ids[0], table_paths(ids[0])).meta)
     finally:
         os.chdir(cwd)
@@ -536,7 +536,7 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None) -> Non
         i = f.schema.get_field_index("jpeg")
         f = f.set_column(i, f.schema.field(i), pa.array([b""] * f.num_rows, type=f.schema.field(i).type))
         pq.write_table(f, dst / "frames.parquet")
-    for ident in p.targets:
+    for ident in [t for t in p.targets if t in ids]:
         src, dst = workdir / "data", dest / "data"
         (dst / "processed" / ident / "audio").mkdir(parents=True)
         (dst / "synthetic" / ident / "truth").mkdir(parents=True)
@@ -646,7 +646,7 @@ def main() -> None:
     an.add_argument("--part", choices=("test", "before", "val"), default="test")
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
-    bp.add_argument("--ids", nargs="*", help="only these identities (default: every prepared one)")
+    bp.add_argument("--ids", nargs="*", help="these prepared identities (default: params' corpus and targets)")
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
     rp.add_argument("variants", nargs="*", default=list(VARIANTS))
     rp.add_argument("--device", default="cpu")

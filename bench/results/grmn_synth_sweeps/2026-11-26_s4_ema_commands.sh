@@ -1,6 +1,7 @@
 # Session-4 sweep 1 (2026-11-26): the best session-3 settings again with the per-frame series kept (--keep-preds, for
 # the error analysis of BENCHMARKS "session 4"), and the same with `pretrain.ema` (weight average) 0.999 / 0.995.
 # 14 ids = gsyn_0..13 (L 2000 it), 24 ids = gsyn_0..23 (L 4000 it); anchor 10. Then: merge-sweep <files_at>/sweep.json
+# Bundle (session 3's): python bench/grmn_synth.py bundle .grmn_bundle --ids gsyn_{0..23} gsyn_u gsyn_v gsyn_t
 S="-S adapt.iters=300 -S pretrain.audio_norm=true -S pretrain.param_jaw_weight=3 -S pretrain.adain_axis=channel -S pretrain.lr_schedule=cosine -S adapt.anchor=10 -S pretrain.d_model=64 -S pretrain.hidden=64 -S pretrain.dropout=0.2 -S pretrain.batch_size=64 --keep-preds"
 C14='-S corpus=["gsyn_0","gsyn_1","gsyn_2","gsyn_3","gsyn_4","gsyn_5","gsyn_6","gsyn_7","gsyn_8","gsyn_9","gsyn_10","gsyn_11","gsyn_12","gsyn_13"]'
 U14="$S $C14 -S pretrain.iters=2000"; X24="$S -S pretrain.iters=4000"; V='-S targets=["gsyn_v"]'
