@@ -602,12 +602,15 @@ def table(path: Path = RESULTS) -> str:
                      f"{fmt(m['before_adapt']['jaw_r'])} | {fmt(m.get('val', {}).get('jaw_r', '-'))} | {fmt(m['gate_intensity_r'])} | "
                      f"{fmt(m['expr_mae'])} | "
                      f"{m['pretrain_s']:.0f} ({m['pretrain_it_s']:.0f}) | {m.get('device_name', m['device'])} |")
-    m = next(iter(res.values()))
-    lines.append(f"\nReferences on the same {m['frames']} held-out frames ({m['identity']}/{m['clip']}, voices "
-                 f"{', '.join(m['voices'])}): baseline jaw = normalised audio energy r = {fmt(m['energy_r'])}; "
-                 f"tracked jaw (the training target) r = {fmt(m['tracked_jaw_r'])}; emotion teacher score e vs true "
-                 f"intensity r = {fmt(m['teacher_e_intensity_r'])}; expr MAE of zero expression = "
-                 f"{fmt(m['expr_mae_zero'])}, of the tracked expression = {fmt(m['expr_mae_tracked'])}.")
+    refs = {}  # one reference line per scored clip (the rows hold several targets)
+    for m in res.values():
+        refs.setdefault((m["identity"], m["clip"]), m)
+    for m in refs.values():
+        lines.append(f"\nReferences on the same {m['frames']} held-out frames ({m['identity']}/{m['clip']}, voices "
+                     f"{', '.join(m['voices'])}): baseline jaw = normalised audio energy r = {fmt(m['energy_r'])}; "
+                     f"tracked jaw (the training target) r = {fmt(m['tracked_jaw_r'])}; emotion teacher score e vs true "
+                     f"intensity r = {fmt(m['teacher_e_intensity_r'])}; expr MAE of zero expression = "
+                     f"{fmt(m['expr_mae_zero'])}, of the tracked expression = {fmt(m['expr_mae_tracked'])}.")
     return "\n".join(lines)
 
 
