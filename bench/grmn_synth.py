@@ -21,6 +21,10 @@ The truth files of the synthetic identities are read only by `evaluate`.
     python bench/grmn_synth.py merge-sweep sweep.json  # grmn_synth_device.sh's merged results -> results json
     python bench/grmn_synth.py table            # markdown table from bench/results/grmn_synth.json
     python bench/grmn_synth.py analyse          # error analysis of the series kept by `run --keep-preds`
+
+The headline numbers (BENCHMARKS "session 4": held-out jaw r 0.826 on gsyn_u, 6 seeds) come from the settings in
+`bench/results/grmn_synth_sweeps/2026-11-26_s4_more_commands.sh` (and `..._s4_y44_table5_commands.sh`), run on the
+device machine from `python bench/grmn_synth.py bundle .grmn_bundle` (the default corpus Y44 and targets gsyn_u/v).
 """
 from __future__ import annotations
 
