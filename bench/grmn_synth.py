@@ -120,13 +120,12 @@ def experiments(workdir: Path, variants: list[str], extra: dict[str, str], out: 
     p_ids = __import__("yaml").safe_load((workdir / "params.yaml").read_text())["targets"]
     stages = ["corpus", "pretrain"] + [s for t in p_ids for s in (f"geometry@{t}", f"adapt@{t}", f"grmn_eval@{t}")]
     results = json.loads(out.read_text()) if out.exists() else {}
-    listed = __import__("yaml").safe_load((workdir / "params.yaml").read_text())
-
     def flag(key: str, val: str) -> str:  # dvc's -S sets listed keys; an unlisted (default-valued) one needs `+`
         sec, _, name = key.partition(".")
         return f"{key}={val}" if name in (listed.get(sec) or {}) else f"+{key}={val}"
 
     for v in variants:
+        listed = __import__("yaml").safe_load((workdir / "params.yaml").read_text())  # an exp run leaves its params
         sets = dict(TRAIN_SET, **extra, **{f"ablation.{k}": "false" if k == v else "true" for k in VARIANTS[1:]})
         cmd = ["dvc", "exp", "run", "-s", "-n", f"abl-{v}"] + [a for k, val in sets.items() for a in ("-S", flag(k, val))]
         sh(cmd + stages, workdir)
