@@ -120,14 +120,13 @@ def experiments(workdir: Path, variants: list[str], extra: dict[str, str], out: 
     p_ids = __import__("yaml").safe_load((workdir / "params.yaml").read_text())["targets"]
     stages = ["corpus", "pretrain"] + [s for t in p_ids for s in (f"geometry@{t}", f"adapt@{t}", f"grmn_eval@{t}")]
     results = json.loads(out.read_text()) if out.exists() else {}
-    def flag(key: str, val: str) -> str:  # dvc's -S sets listed keys; an unlisted (default-valued) one needs `+`
-        sec, _, name = key.partition(".")
-        return f"{key}={val}" if name in (listed.get(sec) or {}) else f"+{key}={val}"
+    import yaml
 
     for v in variants:
-        listed = __import__("yaml").safe_load((workdir / "params.yaml").read_text())  # an exp run leaves its params
+        listed = yaml.safe_load((workdir / "params.yaml").read_text())  # re-read: an exp run leaves its params
         sets = dict(TRAIN_SET, **extra, **{f"ablation.{k}": "false" if k == v else "true" for k in VARIANTS[1:]})
-        cmd = ["dvc", "exp", "run", "-s", "-n", f"abl-{v}"] + [a for k, val in sets.items() for a in ("-S", flag(k, val))]
+        cmd = ["dvc", "exp", "run", "-s", "-n", f"abl-{v}"] + [a for k, val in sets.items()
+                                                                for a in ("-S", _dvc_set(listed, k, val))]
         sh(cmd + stages, workdir)
         m = json.loads((workdir / "data" / "metrics" / "grmn_eval" / f"{p_ids[0]}.json").read_text())
         m["pretrain_summary"] = json.loads((workdir / "data" / "models" / "pretrain" / "summary.json").read_text())
@@ -136,6 +135,12 @@ def experiments(workdir: Path, variants: list[str], extra: dict[str, str], out: 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1, default=str))
         print(json.dumps({k: m[k] for k in ("jaw_r", "energy_r", "gate_intensity_r", "expr_mae")}), flush=True)
+
+
+def _dvc_set(listed: dict[str, Any], key: str, val: str) -> str:
+    """`dvc exp run -S` argument: `key=val` for a key params.yaml lists, `+key=val` to add an unlisted one."""
+    sec, _, name = key.partition(".")
+    return f"{key}={val}" if name in (listed.get(sec) or {}) else f"+{key}={val}"
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -576,6 +581,25 @@ def merge(files: list[Path], out: Path = RESULTS) -> None:
     print(f"{len(files)} file(s) merged into {out} ({len(results)} rows)")
 
 
+def merge_sweep(files: list[Path], out: Path = RESULTS) -> None:
+    """Add `grmn_synth_device.sh`'s merged sweep.json files to `out`; their per-frame series (`run --keep-preds`)
+    go to the side file `<out stem>_preds.json.gz`."""
+    res = json.loads(out.read_text()) if out.exists() else {}
+    preds_out = out.with_name(out.stem + "_preds.json.gz")
+    preds = _read_json(preds_out) if preds_out.exists() else {}
+    for f in files:
+        new = json.loads(Path(f).read_text())
+        for k, m in new.items():
+            if "preds" in m:
+                preds[k] = m.pop("preds")
+        res.update(new)
+    out.write_text(json.dumps(res, indent=1, default=str))
+    if preds:
+        with gzip.open(preds_out, "wt") as fh:
+            json.dump(preds, fh)
+    print(f"{len(files)} sweep file(s) merged into {out} ({len(res)} rows)")
+
+
 def settings_note(m: dict[str, Any]) -> str:
     """The training settings of one result that differ from the first (2026-11-25) runs."""
     st = m["settings"]["pretrain"]
@@ -682,20 +706,7 @@ def main() -> None:
     elif a.cmd == "merge":
         merge(a.files, a.out)
     elif a.cmd == "merge-sweep":
-        res = json.loads(a.out.read_text()) if a.out.exists() else {}
-        preds_out = a.out.with_name(a.out.stem + "_preds.json.gz")
-        preds = _read_json(preds_out) if preds_out.exists() else {}
-        for f in a.files:
-            new = json.loads(Path(f).read_text())
-            for k, m in new.items():  # per-frame series (run --keep-preds) go to a side file
-                if "preds" in m:
-                    preds[k] = m.pop("preds")
-            res.update(new)
-        if preds:
-            with gzip.open(preds_out, "wt") as f:
-                json.dump(preds, f)
-        a.out.write_text(json.dumps(res, indent=1, default=str))
-        print(f"{len(a.files)} sweep file(s) merged into {a.out} ({len(res)} rows)")
+        merge_sweep(a.files, a.out)
     elif a.cmd == "ridge":
         ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels)
     elif a.cmd == "analyse":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import pickle
 import threading
@@ -322,7 +323,12 @@ def sentences_for(voice: str, sentence_set: str = "all") -> tuple[str, ...]:
 
 def sentence_words(voice: str) -> tuple[str, ...]:
     """The distinct words of the `extended` sentences of `voice`'s language (punctuation stripped, lower case)."""
-    words = (w.strip(".,;:!?¿¡").lower() for t in sentences_for(voice, "extended") for w in t.split())
+    return _vocabulary(language_of(voice))
+
+
+@functools.lru_cache(maxsize=None)
+def _vocabulary(lang: str) -> tuple[str, ...]:  # once per language, not per utterance
+    words = (w.strip(".,;:!?¿¡").lower() for t in sentences_for(lang, "extended") for w in t.split())
     return tuple(sorted({w for w in words if w}))
 
 
