@@ -290,26 +290,37 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             target = build_identity_index(p.targets[0], table_paths(p.targets[0]))
             bundle = Path("bundle.json")
             n_mouth = json.loads(bundle.read_text())["n_mouth"] if bundle.exists() else _n_mouth(p, corpus[0].meta)
+            scenes, target_scene = {}, None
+            if c.render:  # the paper's L_Render: each identity's Gaussian avatar, as the pretrain / adapt stages build it
+                from emotag_core.flame import load_head_model
+                from emotag_core.train.scene import build_scene
+
+                head = load_head_model(p.flame, device)
+                scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=device)
+                          for ix in corpus}
+                target_scene = build_scene(head, target.meta, c.n_gaussians, backend=c.rasterizer, device=device)
+                n_mouth = target_scene.n_mouth
             grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth))
             init_audio_norm(grmn, corpus)  # pretrain.audio_norm: corpus statistics, never the target's
             grmn = grmn.to(device)
             sw = loss_switches(p)
             loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                  cache_row_groups=c.cache_row_groups, with_images=False, clip_norm=c.clip_norm,
+                                  cache_row_groups=c.cache_row_groups, with_images=c.render, clip_norm=c.clip_norm,
                                   audio_aug=audio_augment(p), score_target=c.score_target)
             cfg = pretrain_loop_config(p, checkpoint_every=0)
             log: list[dict[str, float]] = []
             t0 = time.perf_counter()
-            pretrain(grmn, {}, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
+            pretrain(grmn, scenes, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
                      progress=False)
             t_pre = time.perf_counter() - t0
             before = evaluate_model(grmn, target, device=device, keep_preds=keep_preds)  # pretrained, not yet adapted
             ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                     with_images=False, max_seconds=a.train_seconds, clip_norm=c.clip_norm,
-                                     score_target=c.score_target)
+                                     with_images=c.render, with_geometry=c.render, max_seconds=a.train_seconds,
+                                     clip_norm=c.clip_norm, score_target=c.score_target)
             acfg = adapt_loop_config(p, checkpoint_every=0)
             t0 = time.perf_counter()
-            adapt(grmn, None, target.identity, ad_loader, acfg, sw, device=device, progress=False)
+            adapt(grmn, target_scene, target.identity, ad_loader, acfg, loss_switches(p, geo=c.render), device=device,
+                  progress=False)
             t_ad = time.perf_counter() - t0
             m = evaluate_model(grmn, target, device=device, keep_preds=keep_preds)
             # validation: the adaptation clip after its first train_seconds (other sentences of the target,
@@ -322,13 +333,14 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             m.update(val={k: val[k] for k in ("clip", "frames", "jaw_r", "energy_r", "tracked_jaw_r", "gate_intensity_r")},
                      variant=v, seed=seed, device=device, device_name=dev_name, corpus=list(p.corpus), pretrain_s=t_pre, pretrain_it_s=c.iters / t_pre,
                      adapt_s=t_ad, before_adapt={k: before[k] for k in ("jaw_r", "gate_intensity_r", "expr_mae")},
-                     train_curve=log[-3:], adapt_frames=ad_loader.n_frames(target.identity),
+                     train_curve=log[-3:], train_curve_first=log[:3], adapt_frames=ad_loader.n_frames(target.identity),
                      settings={"pretrain": {k: getattr(c, k) for k in ("iters", "batch_size", "lr", "param_supervision",
                                                                     "render", "d_model", "hidden", "n_layers", "audio_norm", "dropout", "param_jaw_weight",
                                                                     "weight_decay", "adain_axis", "lr_schedule", "clip_norm",
                                                                     "aug_gain_std", "aug_shift_bins", "aug_freq_masks",
                                                                     "aug_freq_mask_width", "aug_time_masks",
-                                                                    "aug_time_mask_width", "score_target", "ema")},
+                                                                    "aug_time_mask_width", "score_target", "ema",
+                                                                    "image_size", "n_gaussians", "static_iters")},
                                "adapt": {k: getattr(a, k) for k in ("iters", "lr", "train_seconds", "anchor")}})
             results[f"{v}/seed{seed}"] = m
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -515,9 +527,13 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
     return res
 
 
-def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None) -> None:
+def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images: int = 0) -> None:
     """A small copy of the workdir for the device machine: params, motion tables, frames without pixels,
-    the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there)."""
+    the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there).
+
+    `images` > 0 (render-based runs, `pretrain.render: true`): the frame crops are kept, re-encoded at
+    `images` x `images` (the loader resizes them to `pretrain.image_size` anyway, so pick that size), and
+    the targets' geometry tables (L_Geo) are copied."""
     import shutil
 
     import pyarrow as pa
@@ -546,10 +562,21 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None) -> Non
         dst.mkdir(parents=True)
         for t in ("audio_features", "aus", "emotion", "identity", "flame"):
             shutil.copy(src / f"{t}.parquet", dst / f"{t}.parquet")
-        f = pq.read_table(src / "frames.parquet")  # same schema and metadata, JPEG bytes emptied
+        f = pq.read_table(src / "frames.parquet")  # same schema and metadata; JPEG bytes emptied or made small
         i = f.schema.get_field_index("jpeg")
-        f = f.set_column(i, f.schema.field(i), pa.array([b""] * f.num_rows, type=f.schema.field(i).type))
-        pq.write_table(f, dst / "frames.parquet")
+        if images > 0:
+            import cv2
+
+            from emotag_core.io.frames import decode_jpeg, encode_jpeg
+
+            data = [encode_jpeg(cv2.resize(decode_jpeg(b), (images, images), interpolation=cv2.INTER_AREA), 90)
+                    for b in f.column(i).to_pylist()]
+        else:
+            data = [b""] * f.num_rows
+        f = f.set_column(i, f.schema.field(i), pa.array(data, type=f.schema.field(i).type))
+        pq.write_table(f, dst / "frames.parquet", **({"row_group_size": 8} if images > 0 else {}))
+        if images > 0 and ident in p.targets:
+            shutil.copy(src / "geometry.parquet", dst / "geometry.parquet")
     for ident in [t for t in p.targets if t in ids]:
         src, dst = workdir / "data", dest / "data"
         (dst / "processed" / ident / "audio").mkdir(parents=True)
@@ -683,6 +710,8 @@ def main() -> None:
     bp = sub.add_parser("bundle", help="copy what `run` needs into DEST (for the device machine)")
     bp.add_argument("dest", type=Path)
     bp.add_argument("--ids", nargs="*", help="these prepared identities (default: params' corpus and targets)")
+    bp.add_argument("--images", type=int, default=0,
+                    help="keep the frame crops at this size (render-based runs; default 0: no pixels)")
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
     rp.add_argument("variants", nargs="*", default=list(VARIANTS))
     rp.add_argument("--device", default="cpu")
@@ -712,7 +741,7 @@ def main() -> None:
     elif a.cmd == "analyse":
         analyse(a.preds, a.part)
     elif a.cmd == "bundle":
-        make_bundle(WORKDIR, a.dest, a.ids)
+        make_bundle(WORKDIR, a.dest, a.ids, a.images)
     elif a.cmd == "run":
         sets = dict(TRAIN_SET, **dict(kv.split("=", 1) for kv in a.sets))
         run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets, a.keep_preds)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Several `bench/grmn_synth.py run` configurations at once on the device machine (issue 6, synthetic corpus).
-# Run from the repo root with carry [".grmn_bundle"] (made by `python bench/grmn_synth.py bundle .grmn_bundle`).
+# Run from the repo root with carry [".grmn_bundle"] (made by `python bench/grmn_synth.py bundle .grmn_bundle`;
+# another bundle folder: BUNDLE=<dir>).
 # Each argument is "TAG|DEVICE|ARGS" or "TAG|DEVICE|ARGS|VARIANT" (VARIANT: full (default) or a Table 5
 # ablation name of `run`): one process per argument (1 torch thread each). At the end the
 # per-TAG results are merged into $OUT/sweep.json (keys variant/seedN/TAG) and the logs into $OUT/sweep.log
@@ -10,12 +11,12 @@
 set -uo pipefail
 : "${OUT:?set OUT}"
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null; nproc; date -u
-cd .grmn_bundle || exit 1
+cd "${BUNDLE:-.grmn_bundle}" || exit 1
 pids=()
 for spec in "$@"; do
   IFS='|' read -r tag dev args variant <<< "$spec"
   # shellcheck disable=SC2086
-  PYTHONPATH=.. PYTHONUNBUFFERED=1 GRMN_THREADS=1 timeout "${SWEEP_TIMEOUT:-300}" python3 ../bench/grmn_synth.py run "${variant:-full}" \
+  PYTHONPATH="..${EXTRA_PYTHONPATH:+:$EXTRA_PYTHONPATH}" PYTHONUNBUFFERED=1 GRMN_THREADS=1 timeout "${SWEEP_TIMEOUT:-300}" python3 ../bench/grmn_synth.py run "${variant:-full}" \
     --device "$dev" --out "$OUT/$tag.json" $args > "$OUT/$tag.log" 2>&1 &
   pids+=($!)
 done

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -534,9 +535,12 @@ class Prefetcher:
     """
 
     def __init__(self, loader: CorpusLoader, depth: int = 3, pin: bool = False) -> None:
+        import threading
+
         self.loader = loader
         self.depth = depth
         self.pin = pin
+        self._cuda = threading.Lock()  # held by the worker while it pins (a CUDA call), and by `paused()`
         self._state: dict[str, Any] | None = None
         self._thread: Any = None
         self._q: Any = None
@@ -557,7 +561,10 @@ class Prefetcher:
             while not self._stop:
                 try:
                     b = self.loader.next_batch()
-                    item: Any = (b.pin_memory() if self.pin else b, self.loader.state_dict())
+                    if self.pin:
+                        with self._cuda:
+                            b = b.pin_memory()
+                    item: Any = (b, self.loader.state_dict())
                 except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
                     item = exc
                 while not self._stop:
@@ -571,6 +578,13 @@ class Prefetcher:
 
         self._thread = threading.Thread(target=work, name="corpus-prefetch", daemon=True)
         self._thread.start()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No CUDA call from the worker inside this block (pinning host memory while another thread
+        captures a CUDA graph invalidates the capture); its CPU reads go on."""
+        with self._cuda:
+            yield
 
     def next_batch(self) -> Batch:
         if self._thread is None:

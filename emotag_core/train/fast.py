@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -102,14 +103,17 @@ class GraphedStep:
     beyond gsplat's own read of its intersection count.
 
     `timing` (a dict) switches on synchronized per-phase timers (milliseconds appended per phase),
-    for benchmarks only.
+    for benchmarks only. `quiesce`: a context manager factory entered around every capture, in which no
+    other thread may call CUDA (e.g. `Prefetcher.paused`: a capture sees every thread's CUDA calls).
     """
 
-    def __init__(self, grmn: nn.Module, sw: Any, size: int, timing: dict[str, list[float]] | None = None) -> None:
+    def __init__(self, grmn: nn.Module, sw: Any, size: int, timing: dict[str, list[float]] | None = None,
+                 quiesce: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         self.grmn = grmn
         self.sw = sw
         self.size = size
         self.timing = timing
+        self.quiesce = quiesce
         self._pose: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._maps: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._terms: dict[tuple[str, bool], list[str]] = {}
@@ -127,7 +131,8 @@ class GraphedStep:
 
         sample = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
         try:
-            return torch.cuda.make_graphed_callables(fn, sample, num_warmup_iters=3, allow_unused_input=True)
+            with self.quiesce() if self.quiesce is not None else nullcontext():
+                return torch.cuda.make_graphed_callables(fn, sample, num_warmup_iters=3, allow_unused_input=True)
         except Exception as exc:  # a failed capture leaves the CUDA context unusable: stop with a way out
             raise ConfigError(f"training step: CUDA-graph capture of {what} failed ({type(exc).__name__}: {exc}); "
                               "set `pretrain.cuda_graphs: false` to train with the eager step") from exc

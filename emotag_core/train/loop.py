@@ -229,15 +229,17 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
     from tqdm import tqdm
 
     cuda = torch.device(device).type == "cuda"
-    fast = None
-    if cuda and cfg.cuda_graphs and any(_fast.supported(m, sw, device) for m in scenes.values()):
-        fast = _fast.GraphedStep(grmn, sw, cfg.image_size)
     source: Any = loader
     if cuda and cfg.preload and isinstance(loader, CorpusLoader) and not loader.preloaded:
         if loader.max_seconds is not None:
             loader.preload(device)  # the bounded adaptation clip, decoded once
         else:
             source = Prefetcher(loader, pin=True)  # streaming corpus: read ahead
+    fast = None
+    if cuda and cfg.cuda_graphs and any(_fast.supported(m, sw, device) for m in scenes.values()):
+        # captures happen mid-run (first use per identity): the read-ahead thread must not pin meanwhile
+        fast = _fast.GraphedStep(grmn, sw, cfg.image_size,
+                                 quiesce=source.paused if isinstance(source, Prefetcher) else None)
 
     def checkpoint(it: int) -> None:
         if ckpt_dir is None:

@@ -60,6 +60,39 @@ def test_prefetcher_same_batches_and_exact_state(tmp_path):
     pf.close()
 
 
+def test_prefetcher_pins_nothing_while_paused(tmp_path, monkeypatch):
+    """`paused()` (held around CUDA-graph captures) stops the worker's pinning, a CUDA call; reads go on after."""
+    import threading
+    import time
+
+    from emotag_core.train import data
+
+    pinned: list[str] = []
+
+    def pin(self):  # CPU stand-in for Batch.pin_memory (which needs CUDA): record who pinned, return the batch
+        pinned.append(threading.current_thread().name)
+        return self
+
+    monkeypatch.setattr(data.Batch, "pin_memory", pin)
+    ixs = [build_identity_index(i, write_identity(tmp_path, i, seed=s)) for s, i in enumerate("ab")]
+    ref = CorpusLoader(ixs, 2, 8, seed=3)
+    pf = Prefetcher(CorpusLoader(ixs, 2, 8, seed=3), depth=2, pin=True)
+    _same(ref.next_batch(), pf.next_batch())
+    deadline = time.monotonic() + 5
+    while len(pinned) < 3 and time.monotonic() < deadline:  # the queue (depth 2) fills, a third batch waits
+        time.sleep(0.01)
+    with pf.paused():
+        for _ in range(2):  # queued batches are handed out; the worker reads the next ones but may not pin
+            _same(ref.next_batch(), pf.next_batch())
+        n = len(pinned)
+        time.sleep(0.3)
+        assert len(pinned) == n <= 4
+    for _ in range(3):
+        _same(ref.next_batch(), pf.next_batch())
+    assert len(pinned) > n and set(pinned) == {"corpus-prefetch"}
+    pf.close()
+
+
 def test_deferred_read_back_names_the_first_diverged_step(tmp_path):
     ix = build_identity_index("a", write_identity(tmp_path, "a", seed=0))
     loader = CorpusLoader([ix], 2, 8, seed=1)

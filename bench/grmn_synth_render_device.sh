@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Render-based (L_Render, `pretrain.render: true`) runs of `bench/grmn_synth.py run` on the device machine:
+# gsplat from the carried wheel (as bench/avatar_device.sh), built once before the runs start, then
+# bench/grmn_synth_device.sh over the bundle in $BUNDLE (default .grmn_bundle_r, made by
+# `python bench/grmn_synth.py bundle .grmn_bundle_r --images 128 --ids ...`). Carry [".whl", "$BUNDLE"].
+#   bash bench/grmn_synth_render_device.sh "TAG|cuda|ARGS" ...
+set -uo pipefail
+: "${OUT:?set OUT}"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+cp .whl/sitecustomize.py /tmp/site/
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_ext MAX_JOBS=16
+t0=$(date +%s)
+python3 -c "import gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'ext', _C is not None)" || exit 1
+echo "gsplat ready in $(( $(date +%s) - t0 )) s"
+export EXTRA_PYTHONPATH=/tmp/site  # the runs import gsplat (and its built extension) from here
+BUNDLE=${BUNDLE:-.grmn_bundle_r} bash "$(dirname "$0")/grmn_synth_device.sh" "$@"
