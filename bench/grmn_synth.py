@@ -6,8 +6,10 @@ params.yaml keeps its smoke profile: `params.yaml` there is this repo's params.y
 espeak voices are not used by the corpus), and `stages/`, `emotag_core/`, `bench/` are symlinks
 to this checkout, so `dvc repro` / `dvc exp run` there run this project's stages unchanged.
 
-Training is motion-only (`pretrain.render: false`, `pretrain.param_supervision` > 0): GRMN learns
-from L1 on the TRACKED FLAME expression/jaw + L_KL + L_Score, not from the paper's L_Render.
+Training is motion-only by default (`pretrain.render: false`, `pretrain.param_supervision` > 0): GRMN
+learns from L1 on the TRACKED FLAME expression/jaw + L_KL + L_Score, not from the paper's L_Render.
+`run -S pretrain.render=true` trains through L_Render with each identity's Gaussian avatar (as the
+`pretrain` / `adapt@<id>` stages; on CUDA, from a bundle made with `bundle --images N`).
 The truth files of the synthetic identities are read only by `evaluate`.
 
     python bench/grmn_synth.py prepare [--ids ID...]  # workdir + dvc repro of synth..track (every id or these)
