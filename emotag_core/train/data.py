@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
