@@ -141,6 +141,55 @@ def test_fast_pretrain_over_a_streamed_corpus_follows_the_eager_run(tmp_path, mo
             assert abs(te[k] - tf[k]) <= 1e-2 * abs(te[k]) + 1e-6, (s, k, te[k], tf[k])  # 1.4 % by 24)
 
 
+def test_graphed_pretrain_stopped_mid_run_resumes_from_its_checkpoint(tmp_path):
+    """The CUDA pretraining loop (graphed step, read-ahead thread) stopped after its mid-run checkpoint resumes
+    there, re-captures its graphs, and ends where an uninterrupted run ends: as close as two uninterrupted runs
+    are to each other (gsplat's backward accumulates with atomics, and AdamW turns that noise into steps of ~lr
+    on weights whose gradients are near zero, so weights are compared by how much of the training motion differs)."""
+    from bench_train import write_identity
+
+    ix, scene, grmn = _setup(tmp_path)
+    head = scene.head[0]
+    ix2 = build_identity_index("u", write_identity(tmp_path, "u", 4, head.n_expr, head.n_shape, (30, 20), SIZE, False))
+    scenes = {"t": scene, "u": build_scene(head, ix2.meta, N, None, "gsplat", "cuda")}
+    cfg = LoopConfig(iters=16, static_iters=2, lr=5e-4, image_size=SIZE, checkpoint_every=8, log_every=4)
+
+    class Stop(Exception):
+        pass
+
+    def run(ckpt, stop_at=0):
+        g, sc = copy.deepcopy(grmn), copy.deepcopy(scenes)
+        log: dict = {}
+
+        def record(step, terms):
+            if step == stop_at:
+                raise Stop  # the process "dies" after the checkpoint of step 8
+            log[step] = terms
+
+        summary = pretrain(g, sc, CorpusLoader([ix, ix2], 2, SIZE, seed=0), cfg, LossSwitches(), ckpt_dir=ckpt,
+                           fingerprint="f", device="cuda", log=record, progress=False)
+        return g, summary, log
+
+    ref, ref_sum, ref_log = run(tmp_path / "ref")
+    ref2, _, _ = run(tmp_path / "ref2")
+    with pytest.raises(Stop):
+        run(tmp_path / "run", stop_at=12)
+    got, got_sum, got_log = run(tmp_path / "run")
+    assert ref_sum["resumed_from"] == 0 and got_sum["resumed_from"] == 8
+    assert sorted(got_log) == [12, 16]
+    for k, v in ref_log[16].items():
+        assert abs(got_log[16][k] - v) <= 1e-2 * abs(v) + 1e-6, (k, v, got_log[16][k])
+
+    def flat(m):
+        return torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+
+    w0, w_ref = flat(grmn), flat(ref)
+    motion = (w_ref - w0).norm()  # how far training moved the weights
+    noise = (flat(ref2) - w_ref).norm() / motion  # two uninterrupted runs
+    off = (flat(got) - w_ref).norm() / motion  # resumed vs uninterrupted
+    assert off <= 3 * noise + 0.05, (float(off), float(noise))
+
+
 def test_preloaded_clip_on_cuda_is_bit_identical(tmp_path):
     ix, _, _ = _setup(tmp_path)
     kw = dict(batch_size=3, image_size=SIZE // 2, seed=2, with_geometry=True, max_seconds=1.2)
