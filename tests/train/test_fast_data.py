@@ -81,6 +81,7 @@ def test_prefetcher_pins_nothing_while_paused(tmp_path, monkeypatch):
     deadline = time.monotonic() + 5
     while len(pinned) < 3 and time.monotonic() < deadline:  # the queue (depth 2) fills, a third batch waits
         time.sleep(0.01)
+    assert len(pinned) >= 3  # else the paused block below would wait on an empty queue
     with pf.paused():
         for _ in range(2):  # queued batches are handed out; the worker reads the next ones but may not pin
             _same(ref.next_batch(), pf.next_batch())
