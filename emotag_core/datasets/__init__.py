@@ -67,6 +67,8 @@ def read_manifest(folder: Path) -> list[Clip] | None:
         clips = [Clip(**c) for c in doc["clips"]]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(path, f"not a valid clip manifest ({exc})", "regenerate it with the dataset adapter") from exc
+    for i, c in enumerate(clips):
+        _check_clip(path, i, c)
     for c in clips:
         src = Path(c.source)
         c.source = str(src if src.is_absolute() else (path.parent / src))
@@ -76,6 +78,30 @@ def read_manifest(folder: Path) -> list[Clip] | None:
         if c.start is not None and c.end is not None and c.end <= c.start:
             raise InputError(path, f"clip `{c.clip_id}`: end {c.end} is not after start {c.start}")
     return clips
+
+
+def _check_clip(path: Path, i: int, c: Clip) -> None:
+    """InputError naming the manifest, the clip and the field whose value has the wrong type."""
+    def bad(name: str, want: str) -> None:
+        raise InputError(path, f"clip {i} (`{c.clip_id}`): `{name}` must be {want}, got {getattr(c, name)!r}",
+                         "regenerate it with the dataset adapter")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not isinstance(c.clip_id, str) or not c.clip_id:
+        bad("clip_id", "a non-empty string")
+    if not isinstance(c.source, str) or not c.source:
+        bad("source", "a file path (string)")
+    for name in ("start", "end"):
+        if getattr(c, name) is not None and not number(getattr(c, name)):
+            bad(name, "seconds (a number) or null")
+    if c.audio is not None and not isinstance(c.audio, str):
+        bad("audio", "a file path (string) or null")
+    if c.split not in ("train", "test"):
+        bad("split", "`train` or `test`")
+    if not isinstance(c.labels, dict):
+        bad("labels", "a mapping")
 
 
 def sanitize(name: str) -> str:

@@ -130,3 +130,17 @@ def test_hdtf_parse_property(tmp_path_factory, spans):
     f.write_text(f"V.mp4 {text}\n")
     got = hdtf.parse_annotation(f)["V.mp4"]
     assert got == [(float(a), float(a + d)) for a, d in spans]
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("source", None, r"clip 0 \(`a`\): `source` must be a file path"),
+    ("start", "1s", r"`start` must be seconds"),
+    ("clip_id", 7, r"`clip_id` must be a non-empty string"),
+    ("split", "val", r"`split` must be `train` or `test`"),
+])
+def test_manifest_field_of_the_wrong_type_is_named(tmp_path, field, value, match):
+    clip = {"clip_id": "a", "source": "a.mp4", field: value}  # a hand-edited manifest (null source crashed before)
+    (tmp_path / "clips.json").write_text(json.dumps({"clips": [clip]}))
+    with pytest.raises(InputError, match=match) as exc:
+        read_manifest(tmp_path)
+    assert "clips.json" in str(exc.value)

