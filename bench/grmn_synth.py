@@ -529,13 +529,13 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
     return res
 
 
-def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images: int = 0) -> None:
+def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images: int = 0, quality: int = 90) -> None:
     """A small copy of the workdir for the device machine: params, motion tables, frames without pixels,
     the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there).
 
     `images` > 0 (render-based runs, `pretrain.render: true`): the frame crops are kept, re-encoded at
-    `images` x `images` (the loader resizes them to `pretrain.image_size` anyway, so pick that size), and
-    the targets' geometry tables (L_Geo) are copied."""
+    `images` x `images` (the loader resizes them to `pretrain.image_size` anyway, so pick that size) at JPEG
+    `quality`, and the targets' geometry tables (L_Geo) are copied."""
     import shutil
 
     import pyarrow as pa
@@ -571,7 +571,7 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
 
             from emotag_core.io.frames import decode_jpeg, encode_jpeg
 
-            data = [encode_jpeg(cv2.resize(decode_jpeg(b), (images, images), interpolation=cv2.INTER_AREA), 90)
+            data = [encode_jpeg(cv2.resize(decode_jpeg(b), (images, images), interpolation=cv2.INTER_AREA), quality)
                     for b in f.column(i).to_pylist()]
         else:
             data = [b""] * f.num_rows
@@ -714,6 +714,7 @@ def main() -> None:
     bp.add_argument("--ids", nargs="*", help="these prepared identities (default: params' corpus and targets)")
     bp.add_argument("--images", type=int, default=0,
                     help="keep the frame crops at this size (render-based runs; default 0: no pixels)")
+    bp.add_argument("--quality", type=int, default=90, help="JPEG quality of the kept crops")
     rp = sub.add_parser("run", help="all variants in one process (cwd: a workdir/bundle with params.yaml + data/)")
     rp.add_argument("variants", nargs="*", default=list(VARIANTS))
     rp.add_argument("--device", default="cpu")
@@ -743,7 +744,7 @@ def main() -> None:
     elif a.cmd == "analyse":
         analyse(a.preds, a.part)
     elif a.cmd == "bundle":
-        make_bundle(WORKDIR, a.dest, a.ids, a.images)
+        make_bundle(WORKDIR, a.dest, a.ids, a.images, a.quality)
     elif a.cmd == "run":
         sets = dict(TRAIN_SET, **dict(kv.split("=", 1) for kv in a.sets))
         run_inprocess(a.variants, a.device, [int(x) for x in a.seeds.split(",")], a.out, sets, a.keep_preds)

@@ -6,8 +6,9 @@
 #   bash bench/grmn_synth_render_device.sh "TAG|cuda|ARGS" ...
 set -uo pipefail
 : "${OUT:?set OUT}"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-cp .whl/sitecustomize.py /tmp/site/
+WHL=${WHL:-.whl}  # a folder with the gsplat wheel and sitecustomize.py (e.g. only those two, to save carry)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
+cp "$WHL"/sitecustomize.py /tmp/site/
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_ext MAX_JOBS=16
 t0=$(date +%s)
 python3 -c "import gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'ext', _C is not None)" || exit 1
