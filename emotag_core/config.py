@@ -453,6 +453,70 @@ class EvaluateConfig:
     """Torch CPU threads of the evaluate stage."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """An allowed interval of a numeric param; a missing bound is unbounded."""
+
+    lo: float | None = None
+    """Lower bound."""
+    hi: float | None = None
+    """Upper bound."""
+    lo_open: bool = False
+    """The lower bound itself is excluded (e.g. `> 0`)."""
+    hi_open: bool = False
+    """The upper bound itself is excluded (e.g. `< 1`)."""
+
+    def holds(self, v: float) -> bool:
+        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo))
+                and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
+
+    def describe(self) -> str:
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = None if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return " and ".join(x for x in (lo, hi) if x)
+
+
+_POS, _NONNEG, _UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
+_FRAC = Range(0, 1, hi_open=True)  # [0, 1)
+
+
+def _ranges(section: str, rng: Range, *names: str) -> dict[str, Range]:
+    return {f"{section}.{n}": rng for n in names}
+
+
+# Numeric params outside these ranges are refused when params load (None, where allowed, means "unset").
+RANGES: dict[str, Range] = {
+    **_ranges("ingest", _POS, "fps", "size", "sample_rate", "detect_every", "detect_size", "box_scale", "row_group_frames"),
+    **_ranges("ingest", _NONNEG, "smooth_sigma_s", "face_index", "min_duration_s"),
+    "ingest.min_face_ratio": _UNIT, "ingest.jpeg_quality": Range(1, 100),
+    **_ranges("landmarks", _POS, "batch_size", "input_size"), "landmarks.min_confidence": _UNIT,
+    **_ranges("audio_features", _POS, "window", "n_mels", "chunk_seconds"), "audio_features.context_seconds": _NONNEG,
+    **_ranges("aus", _POS, "gain", "batch_size"), "aus.baseline_percentile": Range(0, 100),
+    **_ranges("emotion", _POS, "batch_size", "crop_scale", "threads"),
+    "identity.top_k": _POS,
+    **_ranges("flame", _POS, "n_expr", "n_shape"),
+    **_ranges("track", _POS, "iters", "lr", "chunk", "identity_frames", "focal_init", "threads", "photo_size"),
+    **_ranges("track", _NONNEG, "tol", "smooth_weight", "expr_prior", "shape_prior", "jaw_prior", "iris_weight",
+              "photo_weight", "photo_blur", "photo_rounds", "photo_iters"),
+    **_ranges("geometry", _POS, "size", "batch_size", "threads"),
+    **_ranges("synth", _POS, "seconds", "size", "clips", "fps", "texture_size", "texture_calib_size"),
+    **_ranges("synth", _NONNEG, "texture_calib_iters", "shape_std", "shape_asym", "principal_jitter", "head_motion_deg",
+              "au_gain", "mouth_gain"),
+    "synth.face_fraction": Range(0, 1, lo_open=True), "synth.crf": Range(0, 51),
+    **_ranges("pretrain", _POS, "iters", "lr", "batch_size", "image_size", "n_gaussians", "d_model", "d_expr",
+              "n_layers", "n_heads", "hidden", "aug_mel_bands", "log_every", "cache_row_groups", "threads"),
+    **_ranges("pretrain", _NONNEG, "static_iters", "checkpoint_every", "param_supervision", "param_jaw_weight",
+              "weight_decay", "aug_gain_std", "aug_shift_bins", "aug_freq_masks", "aug_freq_mask_width",
+              "aug_time_masks", "aug_time_mask_width"),
+    **_ranges("pretrain", _FRAC, "dropout", "ema"),
+    **_ranges("adapt", _POS, "lr", "scene_lr", "train_seconds"),
+    **_ranges("adapt", _NONNEG, "iters", "static_iters", "anchor", "eval_from_s", "checkpoint_every"),
+    "render.gate_scale": _NONNEG, "render.gate_override": _UNIT,
+    **_ranges("render", _POS, "batch_size", "size", "threads"),
+    **_ranges("evaluate", _POS, "max_frames", "report_side", "threads"), "evaluate.syncnet_max_offset": _NONNEG,
+}
+
+
 @dataclass
 class Params:
     identities: dict[str, IdentityEntry] = field(default_factory=dict)
@@ -480,7 +544,12 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def check(self) -> "Params":
-        """Cross-field checks: roles agree with the corpus/targets lists."""
+        """Value ranges (`RANGES`) and cross-field checks: roles agree with the corpus/targets lists."""
+        for key, rng in RANGES.items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value is not None and not rng.holds(value):
+                raise ConfigError(f"params: `{key}` must be {rng.describe()}, got {value!r}")
         for key, want in (("corpus", "corpus"), ("targets", "target")):
             for ident in getattr(self, key):
                 if ident not in self.identities:

@@ -62,3 +62,27 @@ def test_overrides_merge(tmp_path):
 def test_profiles_parse(repo_root):
     for f in repo_root.glob("params*.yaml"):
         assert isinstance(load_params(f), Params), f
+
+
+@pytest.mark.parametrize("text,key,want", [
+    ("ingest: {fps: 0}\n", "ingest.fps", "> 0"),
+    ("pretrain: {log_every: 0}\n", "pretrain.log_every", "> 0"),  # was a ZeroDivisionError mid-training
+    ("pretrain: {dropout: 1.0}\n", "pretrain.dropout", ">= 0 and < 1"),
+    ("adapt: {iters: -3}\n", "adapt.iters", ">= 0"),
+    ("render: {gate_override: 1.5}\n", "render.gate_override", ">= 0 and <= 1"),
+])
+def test_out_of_range_value_is_named(tmp_path, text, key, want):
+    with pytest.raises(ConfigError, match=rf"`{key}` must be {want}"):
+        load_params(write(tmp_path, text))
+
+
+def test_every_range_names_a_numeric_field_and_the_profiles_hold(repo_root):
+    from emotag_core.config import RANGES, Params
+
+    p = Params()
+    for key in RANGES:
+        section, name = key.split(".")
+        assert isinstance(getattr(getattr(p, section), name), (int, float, type(None))), key
+    p.check()  # the defaults
+    for f in ("params.yaml", "params.paper.yaml"):
+        load_params(repo_root / f)
