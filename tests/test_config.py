@@ -66,7 +66,7 @@ def test_profiles_parse(repo_root):
 
 @pytest.mark.parametrize("text,key,want", [
     ("ingest: {fps: 0}\n", "ingest.fps", "> 0"),
-    ("pretrain: {log_every: 0}\n", "pretrain.log_every", "> 0"),  # was a ZeroDivisionError mid-training
+    ("pretrain: {log_every: 0}\n", "pretrain.log_every", "> 0"),  # was a ZeroDivisionError at the first step
     ("pretrain: {dropout: 1.0}\n", "pretrain.dropout", ">= 0 and < 1"),
     ("adapt: {iters: -3}\n", "adapt.iters", ">= 0"),
     ("render: {gate_override: 1.5}\n", "render.gate_override", ">= 0 and <= 1"),
