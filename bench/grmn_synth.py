@@ -119,11 +119,11 @@ def experiments(workdir: Path, variants: list[str], extra: dict[str, str], out: 
     """
     sh(["git", "add", "-A", "."], workdir)  # the scratch repo only
     sh(["git", "commit", "-qm", "baseline", "--allow-empty"], workdir)
-    p_ids = __import__("yaml").safe_load((workdir / "params.yaml").read_text())["targets"]
-    stages = ["corpus", "pretrain"] + [s for t in p_ids for s in (f"geometry@{t}", f"adapt@{t}", f"grmn_eval@{t}")]
-    results = json.loads(out.read_text()) if out.exists() else {}
     import yaml
 
+    p_ids = yaml.safe_load((workdir / "params.yaml").read_text())["targets"]
+    stages = ["corpus", "pretrain"] + [s for t in p_ids for s in (f"geometry@{t}", f"adapt@{t}", f"grmn_eval@{t}")]
+    results = json.loads(out.read_text()) if out.exists() else {}
     for v in variants:
         listed = yaml.safe_load((workdir / "params.yaml").read_text())  # re-read: an exp run leaves its params
         sets = dict(TRAIN_SET, **extra, **{f"ablation.{k}": "false" if k == v else "true" for k in VARIANTS[1:]})
@@ -555,6 +555,13 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
         n_mouth = _n_mouth(p, build_identity_index(ids[0], table_paths(ids[0])).meta)
     finally:
         os.chdir(cwd)
+    if images > 0:
+        import cv2
+
+        from emotag_core.io.frames import decode_jpeg, encode_jpeg
+
+        def pixels(b: bytes) -> bytes:
+            return encode_jpeg(cv2.resize(decode_jpeg(b), (images, images), interpolation=cv2.INTER_AREA), quality)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     shutil.copy(workdir / "params.yaml", dest / "params.yaml")
@@ -566,15 +573,7 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
             shutil.copy(src / f"{t}.parquet", dst / f"{t}.parquet")
         f = pq.read_table(src / "frames.parquet")  # same schema and metadata; JPEG bytes emptied or made small
         i = f.schema.get_field_index("jpeg")
-        if images > 0:
-            import cv2
-
-            from emotag_core.io.frames import decode_jpeg, encode_jpeg
-
-            data = [encode_jpeg(cv2.resize(decode_jpeg(b), (images, images), interpolation=cv2.INTER_AREA), quality)
-                    for b in f.column(i).to_pylist()]
-        else:
-            data = [b""] * f.num_rows
+        data = [pixels(b) for b in f.column(i).to_pylist()] if images > 0 else [b""] * f.num_rows
         f = f.set_column(i, f.schema.field(i), pa.array(data, type=f.schema.field(i).type))
         pq.write_table(f, dst / "frames.parquet", **({"row_group_size": 8} if images > 0 else {}))
         if images > 0 and ident in p.targets:

@@ -9,6 +9,7 @@ cache shared by every table of every identity. Memory is bounded by the cache si
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -535,8 +536,6 @@ class Prefetcher:
     """
 
     def __init__(self, loader: CorpusLoader, depth: int = 3, pin: bool = False) -> None:
-        import threading
-
         self.loader = loader
         self.depth = depth
         self.pin = pin
@@ -551,7 +550,6 @@ class Prefetcher:
 
     def _start(self) -> None:
         import queue
-        import threading
 
         self._state = self.loader.state_dict()
         self._q = queue.Queue(maxsize=self.depth)

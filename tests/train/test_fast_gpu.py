@@ -44,6 +44,16 @@ def _setup(tmp_path):
     return ix, scene, grmn
 
 
+def _two_identities(tmp_path):
+    """`_setup`'s identity `t` and a second one `u` (no geometry), each with its scene, and the GRMN."""
+    from bench_train import write_identity
+
+    ix, scene, grmn = _setup(tmp_path)
+    head = scene.head[0]
+    ix2 = build_identity_index("u", write_identity(tmp_path, "u", 4, head.n_expr, head.n_shape, (30, 20), SIZE, False))
+    return ix, ix2, {"t": scene, "u": build_scene(head, ix2.meta, N, None, "gsplat", "cuda")}, grmn
+
+
 def _grads(mods) -> dict[str, torch.Tensor]:
     return {f"{i}.{n}": p.grad.detach().clone() for i, m in enumerate(mods) for n, p in m.named_parameters()
             if p.grad is not None}
@@ -107,12 +117,7 @@ def test_fast_pretrain_over_a_streamed_corpus_follows_the_eager_run(tmp_path, mo
     """Pretraining on CUDA reads the corpus ahead in a thread that pins host memory, while the graphed step
     captures a new graph whenever an identity or stage comes up the first time: the captures must not
     see the thread's CUDA calls (they did: every multi-identity run stopped at a capture)."""
-    from bench_train import write_identity
-
-    ix, scene, grmn = _setup(tmp_path)
-    head = scene.head[0]
-    ix2 = build_identity_index("u", write_identity(tmp_path, "u", 4, head.n_expr, head.n_shape, (30, 20), SIZE, False))
-    scenes = {"t": scene, "u": build_scene(head, ix2.meta, N, None, "gsplat", "cuda")}
+    ix, ix2, scenes, grmn = _two_identities(tmp_path)
     captured: list[str] = []
     graph = GraphedStep._graph
 
@@ -146,12 +151,7 @@ def test_graphed_pretrain_stopped_mid_run_resumes_from_its_checkpoint(tmp_path):
     there, re-captures its graphs, and ends where an uninterrupted run ends: as close as two uninterrupted runs
     are to each other (gsplat's backward accumulates with atomics, and AdamW turns that noise into steps of ~lr
     on weights whose gradients are near zero, so weights are compared by how much of the training motion differs)."""
-    from bench_train import write_identity
-
-    ix, scene, grmn = _setup(tmp_path)
-    head = scene.head[0]
-    ix2 = build_identity_index("u", write_identity(tmp_path, "u", 4, head.n_expr, head.n_shape, (30, 20), SIZE, False))
-    scenes = {"t": scene, "u": build_scene(head, ix2.meta, N, None, "gsplat", "cuda")}
+    ix, ix2, scenes, grmn = _two_identities(tmp_path)
     cfg = LoopConfig(iters=16, static_iters=2, lr=5e-4, image_size=SIZE, checkpoint_every=8, log_every=4)
 
     class Stop(Exception):
