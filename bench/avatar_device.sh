@@ -4,10 +4,7 @@
 # gsplat_cuda .so from an earlier call). Usage: bash bench/avatar_device.sh <step>...
 # steps: gpu_tests bench fit
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-cp .whl/sitecustomize.py /tmp/site/
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_ext MAX_JOBS=16
-if [ -f .gsplat_build/gsplat_cuda.so ]; then export GSPLAT_PREBUILT_SO=$PWD/.gsplat_build/gsplat_cuda.so; fi
+. "$(dirname "$0")/device_gsplat_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 t0=$(date +%s)
 python3 -c "import torch, gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'ext', _C is not None, 'torch', torch.__version__)" || exit 1

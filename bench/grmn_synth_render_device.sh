@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
 # Render-based (L_Render, `pretrain.render: true`) runs of `bench/grmn_synth.py run` on the device machine:
-# gsplat from the carried wheel (as bench/avatar_device.sh), built once before the runs start, then
+# gsplat from the carried wheels (bench/device_gsplat_env.sh, as the other device scripts), built once before the runs start, then
 # bench/grmn_synth_device.sh over the bundle in $BUNDLE (default .grmn_bundle_r, made by
 # `python bench/grmn_synth.py bundle .grmn_bundle_r --images 128 --ids ...`). Carry [".whl", "$BUNDLE"].
 #   bash bench/grmn_synth_render_device.sh "TAG|cuda|ARGS" ...
 set -uo pipefail
 : "${OUT:?set OUT}"
-WHL=${WHL:-.whl}  # a folder with the gsplat wheel and sitecustomize.py (e.g. only those two, to save carry)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
-cp "$WHL"/sitecustomize.py /tmp/site/
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_ext MAX_JOBS=16
+. "$(dirname "$0")/device_gsplat_env.sh"  # WHL=<folder>: e.g. only the gsplat wheel and sitecustomize.py, to save carry
 t0=$(date +%s)
 python3 -c "import gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'ext', _C is not None)" || exit 1
 echo "gsplat ready in $(( $(date +%s) - t0 )) s"

@@ -4,10 +4,7 @@
 # sitecustomize.py) and .gsplat_build (a prebuilt gsplat_cuda .so), as bench/avatar_device.sh does.
 # Usage: bash bench/motion_device.sh <step>...   steps: gpu_tests train_tests infer train compile_test
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-cp .whl/sitecustomize.py /tmp/site/
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_ext MAX_JOBS=16
-if [ -f .gsplat_build/gsplat_cuda.so ]; then export GSPLAT_PREBUILT_SO=$PWD/.gsplat_build/gsplat_cuda.so; fi
+. "$(dirname "$0")/device_gsplat_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 nproc; date -u
 t0=$(date +%s)
