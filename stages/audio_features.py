@@ -1,6 +1,7 @@
 """DVC stage `audio_features@<id>`: one audio feature vector per video frame (paper Sec. 3.2.1, A)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableWriter
 from emotag_core.teachers import audio
 from stages.common import Paths, main_for, need, params, stage, sweep
+
+log = logging.getLogger("emotag.audio_features")
 
 
 def _bar(label: str, enabled: bool):  # noqa: ANN202 - rich Progress
@@ -47,6 +50,8 @@ def run(frames_path: Path, audio_for: Callable[[str], Path], out_path: Path, cfg
             "sample_rate": audio.SAMPLE_RATE, "window": int(cfg.window),
             "window_offsets": audio.window_offsets(cfg.window).tolist(),
             "alignment": "row i describes the audio of frame i's display interval [i/fps, (i+1)/fps)"}
+    if hasattr(teacher, "describe"):  # rate, engine, model checksum, windowing, pooling (whisper)
+        meta.update(teacher.describe())
     with TableWriter(out_path, "audio_features", meta) as out, _bar("audio_features", progress) as bar:
         task = bar.add_task("audio_features", total=len(store))
         for clip in clips:
@@ -55,8 +60,19 @@ def run(frames_path: Path, audio_for: Callable[[str], Path], out_path: Path, cfg
             if frames.min() < 0:
                 raise InputError(frames_path, f"clip `{clip}` has negative frame numbers", "re-run ingest")
             n = int(frames.max()) + 1
-            wav = audio.fit_length(audio.read_audio(wavs[clip]), n, store.fps)
+            raw = audio.read_audio(wavs[clip])
+            if len(raw) < audio.SAMPLE_RATE / store.fps:
+                raise InputError(wavs[clip], f"audio of clip `{clip}` is {len(raw) / audio.SAMPLE_RATE * 1000:.1f} ms, "
+                                 f"shorter than one video frame ({1000 / store.fps:.0f} ms)",
+                                 "re-run ingest (the clip's sound track is missing or empty)")
+            if not np.any(np.abs(raw) > audio.SILENCE_PEAK) and not getattr(teacher, "warns_on_silence", False):
+                log.warning("%s: audio of clip `%s` is all silence (peak <= %g); its features describe silence",
+                            wavs[clip], clip, audio.SILENCE_PEAK)
+            wav = audio.fit_length(raw, n, store.fps)
             feats = teacher.features(wav, n, store.fps)              # [n, D]
+            if not np.isfinite(feats).all():
+                raise InputError(wavs[clip], f"{teacher.name} features of clip `{clip}` are not finite",
+                                 "replace the audio or use another audio_features.backend")
             out.write({"clip_id": clip_col[rows], "frame": frames.astype(np.int32), "feature": feats[frames]})
             bar.advance(task, len(rows))
         return out.rows

@@ -1,14 +1,16 @@
 """Audio features A of the Identity-Conditioned Encoder (paper Sec. 3.2.1): one vector per video frame.
 
-Two backends, chosen by `audio_features.backend`:
+Three backends, chosen by `audio_features.backend`:
 
 - `wav2vec2` (the paper's): Wav2Vec 2.0 base through transformers, 768-d at 50 Hz, linearly
   interpolated onto the 25 fps frame grid; long audio runs in chunks with context on both sides,
   so memory is bounded whatever the length.
+- `whisper` (offline, learned): Whisper tiny.en encoder states, 384-d at 50 Hz, from the model
+  file `emotag fetch-assets` extracts; see `emotag_core.teachers.whisper`.
 - `logmel` (offline, no weights): 80 log-mel bands at 100 Hz, four consecutive 10 ms hops stacked
   into one vector per 40 ms video frame (320-d by default).
 
-Alignment (both backends): the vector of video frame i describes the audio of that frame's
+Alignment (every backend): the vector of video frame i describes the audio of that frame's
 display interval [i / fps, (i + 1) / fps); the motion network reads a `window`-frame slice
 around a frame with `windows()`.
 """
@@ -25,8 +27,12 @@ import numpy as np
 from emotag_core.config import AudioFeaturesConfig
 from emotag_core.errors import ConfigError, InputError, WeightsMissingError
 from emotag_core.teachers import Backend, WeightsStatus, no_weights, register_backend
+from emotag_core.teachers.whisper import WhisperFeatures
+from emotag_core.teachers.whisper import locate as _locate_whisper
 
 SAMPLE_RATE = 16000
+SILENCE_PEAK = 1.0 / 32768
+"""Peak amplitude at or below which a clip counts as all silence (one 16-bit step)."""
 WAV2VEC2_DEFAULT = "facebook/wav2vec2-base-960h"
 
 
@@ -342,10 +348,14 @@ def load(backend: str, cfg: AudioFeaturesConfig, fps: float = 25.0) -> AudioFeat
     if backend == "wav2vec2":
         return Wav2Vec2Features(cfg.model_dir, chunk_seconds=cfg.chunk_seconds,
                                 context_seconds=cfg.context_seconds, device=cfg.device)
+    if backend == "whisper":
+        return WhisperFeatures(cfg.whisper_dir, engine=cfg.whisper_engine, device=cfg.device,
+                               window_seconds=cfg.whisper_window_seconds, overlap_seconds=cfg.whisper_overlap_seconds,
+                               pad_to_30s=cfg.whisper_pad_to_30s, threads=cfg.whisper_threads)
     raise ConfigError(f"params: audio_features.backend `{backend}` is unknown; choose one of {sorted(BACKENDS)}")
 
 
-BACKENDS: dict[str, type] = {"wav2vec2": Wav2Vec2Features, "logmel": LogMelFeatures}
+BACKENDS: dict[str, type] = {"wav2vec2": Wav2Vec2Features, "whisper": WhisperFeatures, "logmel": LogMelFeatures}
 
 
 def locate_wav2vec2(cfg: AudioFeaturesConfig | None = None) -> WeightsStatus:
@@ -359,5 +369,13 @@ def locate_wav2vec2(cfg: AudioFeaturesConfig | None = None) -> WeightsStatus:
 
 register_backend(Backend("audio_features", "wav2vec2", True,
                          "Wav2Vec 2.0 base hidden states (transformers), 768-d, 50 Hz -> 25 fps", locate_wav2vec2))
+def locate_whisper(cfg: AudioFeaturesConfig | None = None) -> WeightsStatus:
+    """Where the whisper backend looks (audio_features.whisper_dir, else the asset home); loads nothing."""
+    return _locate_whisper(cfg)
+
+
+register_backend(Backend("audio_features", "whisper", False,
+                         "Whisper tiny.en encoder states (CTranslate2 or its transformers port), 384-d, 50 Hz -> "
+                         "25 fps", locate_whisper))
 register_backend(Backend("audio_features", "logmel", False,
                          "80-band log-mel, 4 x 10 ms hops stacked per 40 ms frame (320-d), no weights", no_weights))
