@@ -65,14 +65,7 @@ class _Pose(nn.Module):
         audio, aus, s, rot, trans, p_emo, e, expr_t, jaw_t = args
         out = self.grmn(audio, aus, s)
         splat = _splat_inputs(scene.pose(out.expr, out.jaw, rot, trans, out.mouth), self.viewmat)
-        terms: dict[str, Tensor] = {}
-        if sw.kl and out.z_e is not None:
-            terms["kl"] = losses.kl_loss(p_emo, out.z_e)  # Eq. 12
-        if sw.score and out.z_e is not None:
-            terms["score"] = losses.score_loss(out.g, e)  # Eq. 13
-        if sw.param_supervision > 0:
-            terms["param"] = losses.param_loss(out.expr, out.jaw, expr_t, jaw_t)
-        terms["gate_mean"] = out.g.detach().mean()
+        terms = losses.motion_terms(out, p_emo, e, expr_t, jaw_t, sw)  # the eager step's terms and weights
         self.terms = list(terms)
         return (*splat, *terms.values())
 
@@ -80,22 +73,22 @@ class _Pose(nn.Module):
 class _Maps(nn.Module):
     """Splatted features -> maps -> composite -> L_Render (Eq. 11) [+ L_Geo (Eq. 14)]; a graphed callable."""
 
-    def __init__(self, scene: Any, size: int, geo: bool) -> None:
+    def __init__(self, scene: Any, sw: Any, size: int) -> None:
         super().__init__()
         self.background = scene.background  # the only parameter this part reads
         self._scene = [scene]
+        self.sw = sw
         self.size = size
-        self.geo = geo
+        self.terms: list[str] = []
 
     def forward(self, feat: Tensor, alpha: Tensor, zacc: Tensor, ref: Tensor, *geo: Tensor) -> tuple[Tensor, ...]:
         from emotag_core.avatar.rasterize import finish_maps
         from emotag_core.train.scene import render_maps
 
         r = self._scene[0].composite(render_maps(finish_maps(feat, alpha, zacc)), self.size)
-        l_render = losses.render_loss(r["image"], ref)
-        if not self.geo:
-            return (l_render,)
-        return l_render, losses.geo_loss(r["depth"], geo[0], r["normal"], geo[1])
+        terms = losses.image_terms(r, ref, self.sw, *geo)  # L_Render (Eq. 11) [+ L_Geo (Eq. 14)]
+        self.terms = list(terms)
+        return tuple(terms.values())
 
 
 class GraphedStep:
@@ -116,7 +109,8 @@ class GraphedStep:
         self.quiesce = quiesce
         self._pose: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._maps: dict[tuple[str, bool], Callable[..., Any]] = {}
-        self._terms: dict[tuple[str, bool], list[str]] = {}
+        self._terms: dict[tuple[str, bool], list[str]] = {}  # per (identity, static): the pose graph's terms
+        self._map_terms: dict[tuple[str, bool], list[str]] = {}  # per (identity, geo): the maps graph's terms
         self._K: dict[str, Tensor] = {}
 
     def _mark(self, name: str, t0: float) -> float:
@@ -168,27 +162,17 @@ class GraphedStep:
         margs = (feat, alpha, zacc, batch.image) + ((batch.depth, batch.normal) if geo else ())
         mkey = (batch.identity, geo)
         if mkey not in self._maps:
-            self._maps[mkey] = self._graph(_Maps(scene, size, geo), margs, f"the loss maps of `{batch.identity}`")
+            mod = _Maps(scene, sw, size)
+            with torch.no_grad():
+                mod(*margs)  # records which loss terms the graph returns
+            self._map_terms[mkey] = list(mod.terms)
+            self._maps[mkey] = self._graph(mod, margs, f"the loss maps of `{batch.identity}`")
         lt = self._maps[mkey](*margs)  # type: ignore[misc]
+        named.update(zip(self._map_terms[mkey], lt))
         if self.timing is not None:
             t = self._mark("maps_losses_fwd", t)
-        # Eq. 10, summed in `compute_losses`'s order
-        total = batch.audio.new_zeros(()) + lt[0]
-        terms = {"render": lt[0].detach()}
-        for name in ("kl", "score"):
-            if name in named:
-                total = total + named[name]
-                terms[name] = named[name].detach()
-        if "param" in named:
-            total = total + sw.param_supervision * named["param"]
-            terms["param"] = named["param"].detach()
-        if "gate_mean" in named:
-            terms["gate_mean"] = named["gate_mean"].detach()
-        if geo:
-            total = total + lt[1]
-            terms["geo"] = lt[1].detach()
-        terms["loss"] = total.detach()
-        return total, terms
+        total = losses.total_loss(named, sw, batch.audio.new_zeros(()))  # Eq. 10, as the eager step sums it
+        return total, losses.report(named, total)
 
     def _pose_view(self, B: int, K: Tensor) -> Tensor:
         if not hasattr(self, "_view"):

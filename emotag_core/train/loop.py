@@ -20,47 +20,11 @@ from emotag_core.errors import ConfigError, DivergenceError
 from emotag_core.motion.grmn import GRMN
 from emotag_core.train import losses
 from emotag_core.train.checkpoint import load_latest, save_checkpoint
+from emotag_core.train.losses import LossSwitches
 from emotag_core.train import fast as _fast
 from emotag_core.train.data import Batch, CorpusLoader, Prefetcher
 
 LogFn = Callable[[int, Mapping[str, float]], None]
-
-
-@dataclass
-class LossSwitches:
-    """Which terms of Eq. 10 are on (from AblationConfig and the loop)."""
-
-    kl: bool = True
-    """L_KL (Eq. 12)."""
-    score: bool = True
-    """L_Score (Eq. 13)."""
-    geo: bool = False
-    """L_Geo (Eq. 14; adaptation only)."""
-    param_supervision: float = 0.0
-    """Weight of the optional L1 on tracked FLAME expression + jaw (not in the paper)."""
-    param_jaw_weight: float = 1.0
-    """Weight of the jaw term relative to the expression term inside that L1."""
-    render: bool = True
-    """L_Render (Eq. 11). Off = motion-only (not the paper): nothing is rasterized, there is no static
-    stage, and GRMN learns from `param_supervision` (then required > 0), L_KL and L_Score."""
-
-    def __post_init__(self) -> None:
-        if not self.render and self.param_supervision <= 0:
-            raise ConfigError("motion-only training (`pretrain.render: false`) needs `pretrain.param_supervision` > 0: "
-                              "without L_Render nothing else supervises the base branch")
-        if self.param_jaw_weight < 0:
-            raise ConfigError(f"`pretrain.param_jaw_weight` must be >= 0, got {self.param_jaw_weight}")
-        if not self.render and self.geo:
-            raise ConfigError("L_Geo needs rendered depth/normal maps; it cannot run with `pretrain.render: false`")
-
-    @classmethod
-    def from_ablation(cls, ablation: Any, geo: bool = False, param_supervision: float = 0.0,
-                      render: bool = True, param_jaw_weight: float = 1.0) -> "LossSwitches":
-        seg = bool(ablation.seg)
-        return cls(kl=seg and bool(ablation.kl) and bool(ablation.residual),
-                   score=seg and bool(ablation.score) and bool(ablation.gate) and bool(ablation.residual),
-                   geo=geo and render, param_supervision=param_supervision, render=render,
-                   param_jaw_weight=param_jaw_weight)
 
 
 @dataclass
@@ -127,7 +91,10 @@ def compute_losses(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossS
 
 def loss_terms(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitches,
                size: int) -> tuple[Tensor, dict[str, Tensor], Any]:
-    """`compute_losses` without reading anything back: per-term values stay detached device tensors."""
+    """`compute_losses` without reading anything back: per-term values stay detached device tensors.
+
+    The terms and their weights come from `losses.motion_terms` / `image_terms` / `total_loss`, the same
+    functions the CUDA-graphed step (`fast.GraphedStep`) calls."""
     out = None
     if static and not sw.render:
         raise ValueError("motion-only training has no static-appearance stage")
@@ -136,34 +103,14 @@ def loss_terms(grmn: GRMN, scene: Any, batch: Batch, static: bool, sw: LossSwitc
     else:
         out = grmn(batch.audio, batch.aus, batch.s)
         expr, jaw, mouth = out.expr, out.jaw, out.mouth
-    r: dict[str, Tensor] = {}
     terms: dict[str, Tensor] = {}
-    total = batch.audio.new_zeros(())
     if sw.render:
         r = scene.render(expr, jaw, batch.rot, batch.trans, mouth, size)
-        l_render = losses.render_loss(r["image"], batch.image)  # Eq. 11
-        total = total + l_render
-        terms["render"] = l_render.detach()
+        terms.update(losses.image_terms(r, batch.image, sw, batch.depth, batch.normal))
     if out is not None:
-        if sw.kl and out.z_e is not None:
-            l_kl = losses.kl_loss(batch.p_emo, out.z_e)  # Eq. 12
-            total = total + l_kl
-            terms["kl"] = l_kl.detach()
-        if sw.score and out.z_e is not None:
-            l_score = losses.score_loss(out.g, batch.e)  # Eq. 13
-            total = total + l_score
-            terms["score"] = l_score.detach()
-        if sw.param_supervision > 0:
-            l_param = losses.param_loss(out.expr, out.jaw, batch.expr, batch.jaw, sw.param_jaw_weight)
-            total = total + sw.param_supervision * l_param
-            terms["param"] = l_param.detach()
-        terms["gate_mean"] = out.g.detach().mean()
-    if sw.geo and sw.render and batch.depth is not None and batch.normal is not None:
-        l_geo = losses.geo_loss(r["depth"], batch.depth, r["normal"], batch.normal)  # Eq. 14
-        total = total + l_geo
-        terms["geo"] = l_geo.detach()
-    terms["loss"] = total.detach()
-    return total, terms, out
+        terms.update(losses.motion_terms(out, batch.p_emo, batch.e, batch.expr, batch.jaw, sw))
+    total = losses.total_loss(terms, sw, batch.audio.new_zeros(()))  # Eq. 10
+    return total, losses.report(terms, total), out
 
 
 def _raise_if_diverged(terms: Mapping[str, float], identity: str, rows: Any) -> None:
