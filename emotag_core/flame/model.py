@@ -168,12 +168,16 @@ class HeadModel(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, shape: Tensor, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor,
-                eyes: Tensor | None = None, vertex_ids: Tensor | None = None) -> Tensor:
+                eyes: Tensor | None = None, vertex_ids: Tensor | None = None,
+                neck: Tensor | None = None) -> Tensor:
         """Vertices in camera space [B, V, 3] (or [B, len(vertex_ids), 3]).
 
         shape [B, S], expr [B, E], jaw [B, 3] axis-angle about the jaw joint, rot [B, 3] head
         rotation (axis-angle, camera frame; 0 = facing the camera), trans [B, 3] metres,
-        eyes [B, 6] optional left/right eyeball axis-angle.
+        eyes [B, 6] optional left/right eyeball axis-angle, neck [B, 3] optional neck rotation (FLAME's
+        `neck_pose`, body -> head, FLAME frame): `rot`/`trans` place the head, and the base of the neck
+        (the root joint's skinning weight) is turned back by `neck` about the neck joint, so the body
+        holds the pose rot * neck^-1 while the head turns on the neck. None = a rigid neck (as before).
         """
         B = expr.shape[0]   # shape may be [1, S]: it broadcasts over the batch (cheaper when shared)
         self._check_dims(shape, expr)
@@ -207,6 +211,12 @@ class HeadModel(nn.Module):
         for j, Rm in moves:
             out = out + w[None, :, j, None] * ((v_pc - J[:, j, None]) @ Rm.transpose(1, 2))
         v = out
+        if neck is not None:   # LBS referenced to the head: body vertices take neck^-1 about the neck joint
+            jn = int(self.parents[self.jaw_joint])
+            Rn = rodrigues(neck)                                                       # [B, 3, 3]
+            Jn = J[:, jn, None]                                                        # [B, 1, 3]
+            back = (v - Jn) @ Rn + Jn                                                  # row vectors: R^T (v - J) + J
+            v = v + w[None, :, 0, None] * (back - v)
         Rc = rodrigues(rot) @ self.flip                                                # [B, 3, 3]
         return v @ Rc.transpose(1, 2) + trans[:, None]
 
