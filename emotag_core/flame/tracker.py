@@ -167,20 +167,22 @@ class LandmarkFunction:
         dudp[..., 1, 1] = fz
         dudp[..., :, 2] = -(uv - self.size / 2) / z
         dudx = dudp @ Rc[:, None]                                                # [T, L, 2, 3] d uv / d v2
-        # linear bases (expression, shape): d v2 = D + (Dw - bw dJ) M^T
+        # linear bases (expression, shape): d v2 = D + M (Dw - bw dJ), so d uv = dudx D + (dudx M) (Dw - bw dJ):
+        # one batched product per landmark over the stacked bases (no [T, L, 3, K] intermediate)
         Dw = self.bw_d[..., :K] - self.bw[:, None, None] * self.J_dirs[None, :, :K]   # [L, 3, K]
-        dv_lin = self.b_d[None, ..., :K] + torch.einsum("tab,lbk->tlak", M, Dw)  # [T, L, 3, K]
+        G = torch.cat([dudx, dudx @ M[:, None]], -1)                             # [T, L, 2, 6]
+        duv_lin = torch.einsum("tlac,lck->tlak", G, torch.cat([self.b_d[..., :K], Dw], 1))  # [T, L, 2, K]
         # jaw: d v2 = d v1 + d dw M^T + dw dM^T
         dv1 = torch.einsum("tkm,mq->tkq", dRj.reshape(T, 3, 9), self.b_p).reshape(T, 3, L, 3)
         ddw = torch.einsum("tkm,mq->tkq", dRj.reshape(T, 3, 9), self.bw_p).reshape(T, 3, L, 3)
         dv_jaw = dv1 + ddw @ M.transpose(1, 2)[:, None] + torch.einsum("tlb,tkab->tkla", dw, dRj)
-        duv = dudx @ torch.cat([dv_lin, dv_jaw.permute(0, 2, 3, 1)], -1)         # [T, L, 2, K + 3]
+        duv_jaw = dudx @ dv_jaw.permute(0, 2, 3, 1)                              # [T, L, 2, 3]
         # head rotation: d p = dRr F v2; translation: d p = I
         dpr = torch.einsum("tkab,bc,tlc->tlak", dRr, self.flip, v2)              # [T, L, 3, 3]
-        Jt = torch.cat([duv[..., :E], duv[..., K:], dudp @ dpr, dudp], -1)       # [T, L, 2, P]
+        Jt = torch.cat([duv_lin[..., :E], duv_jaw, dudp @ dpr, dudp], -1)        # [T, L, 2, P]
         Jp = None
         if shared:
-            Jp = torch.cat([duv[..., E:K], (uv - self.size / 2)[..., None]], -1)  # [T, L, 2, Q]
+            Jp = torch.cat([duv_lin[..., E:K], (uv - self.size / 2)[..., None]], -1)  # [T, L, 2, Q]
         return uv, Jt, Jp
 
 

@@ -21,10 +21,10 @@ def _params(tr: Tracker, T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return theta, phi
 
 
-@pytest.mark.parametrize("variant", ["open", "flame2020"])
+@pytest.mark.parametrize("variant", ["open", "flame2020", "ict"])
 def test_landmarks_match_head_model_and_jacobians_match_autograd(variant, request):
-    if variant == "open":
-        cfg = FlameConfig()
+    if variant in ("open", "ict"):
+        cfg = FlameConfig(model=variant)
     else:   # the small FLAME-layout fixture: a subset of landmarks embedded, FLAME's joint layout
         cfg = FlameConfig(model="flame2020", path=str(request.getfixturevalue("flame_file")), n_expr=50, n_shape=20)
     model = load_head_model(cfg).double()                # own copy: the shared fixture stays float32
