@@ -466,8 +466,8 @@ class WhisperFeatures:
             raise InputError(None, "audio holds NaN or Inf samples", "re-run ingest or replace the file")
         if not np.any(np.abs(x) > SILENCE_PEAK):
             log.warning("whisper: the audio is all silence (peak <= %g); its features describe silence", SILENCE_PEAK)
-        need = int(np.ceil(n_frames / fps * SAMPLE_RATE)) + HOP * 2
-        if len(x) < need:                                             # the last frame's end needs audio under it
+        need = int(np.ceil(n_frames / fps * SAMPLE_RATE))
+        if len(x) < need:                                             # every frame needs audio under it
             x = np.pad(x, (0, need - len(x)))
         h = self.hidden_states(x)
         f = pool_to_frames(h, n_frames, fps)
