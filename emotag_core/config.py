@@ -201,6 +201,9 @@ class TrackConfig:
     """Identity fit: rounds of (albedo from the identity frames, then a photometric refit)."""
     photo_iters: int = 6
     """Levenberg-Marquardt iterations of the photometric refit per chunk (after the landmark fit)."""
+    blendshape_prior: bool = True
+    """Models with ARKit-named expressions (ict): MediaPipe's blendshape scores are the expression first guess
+    and the mean of its `expr_prior` (jawOpen x the model's jaw angle for the jaw opening)."""
 
 
 @dataclass
@@ -219,6 +222,24 @@ class GeometryConfig:
     """Torch device of the geometry backend."""
     threads: int = 1
     """Torch CPU threads (1: 2 threads ran 9x slower on the shared 2-core box)."""
+
+
+@dataclass
+class MasksConfig:
+    model_dir: str | None = None
+    """Folder holding the MediaPipe TFLite files; None = the asset home (`emotag fetch-assets`)."""
+    threads: int = 2
+    """TFLite interpreter CPU threads."""
+    seg_threshold: float = 0.5
+    """Person probability at or above which a pixel is person."""
+    min_pose_score: float = 0.5
+    """Pose detector and landmark presence score needed to accept shoulders (else the last frame's)."""
+    hair_margin: float = 0.6
+    """Hair reaches this many face heights beyond the head mesh (above the chin line)."""
+    neck_half_width: float = 0.4
+    """Half-width of the neck band below the chin, in face widths (cheek to cheek)."""
+    overlay: bool = True
+    """Write `masks_overlay.mp4` (colour-coded labels over the crop)."""
 
 
 @dataclass
@@ -511,6 +532,8 @@ RANGES: dict[str, Range] = {
     **_ranges("track", _NONNEG, "tol", "smooth_weight", "expr_prior", "shape_prior", "jaw_prior", "iris_weight",
               "photo_weight", "photo_blur", "photo_rounds", "photo_iters"),
     **_ranges("geometry", _POS, "size", "batch_size", "threads"),
+    **_ranges("masks", _POS, "threads", "hair_margin", "neck_half_width"),
+    **_ranges("masks", _UNIT, "seg_threshold", "min_pose_score"),
     **_ranges("synth", _POS, "seconds", "size", "clips", "fps", "texture_size", "texture_calib_size"),
     **_ranges("synth", _NONNEG, "texture_calib_iters", "shape_std", "shape_asym", "principal_jitter", "head_motion_deg",
               "au_gain", "mouth_gain"),
@@ -548,6 +571,7 @@ class Params:
     flame: FlameConfig = field(default_factory=FlameConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)

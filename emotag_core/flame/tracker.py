@@ -61,6 +61,21 @@ class ClipTrack:
     rot: np.ndarray            # [T, 3]
     trans: np.ndarray          # [T, 3]
     fit_error_px: np.ndarray   # [T] mean landmark error (-1 where invalid)
+    neck: np.ndarray | None = None   # [T, 3] neck rotation (FLAME frame) against the clip's body pose
+
+
+def neck_from_head(rot: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame neck rotations [T, 3] (FLAME frame, body -> head) for head rotations rot [T, 3] (camera
+    frame), with the body holding the clip's mean head rotation (chordal mean over valid frames): the
+    head keeps its pose and the base of the neck holds still (`HeadModel.forward(neck=...)`)."""
+    from emotag_core.flame.model import FLAME_TO_CV, matrix_to_axis_angle
+
+    R = rodrigues(torch.as_tensor(np.asarray(rot, np.float64)))                   # [T, 3, 3]
+    v = np.ones(len(R), bool) if valid is None or not np.any(valid) else np.asarray(valid, bool)
+    u, _, vt = torch.linalg.svd(R[torch.as_tensor(v)].mean(0))
+    Rb = u @ torch.diag(torch.tensor([1.0, 1.0, float(torch.det(u @ vt))], dtype=u.dtype)) @ vt
+    F = FLAME_TO_CV.double()
+    return matrix_to_axis_angle(F @ Rb.T[None] @ R @ F).numpy().astype(np.float32)
 
 
 def landmark_weights(model: HeadModel, cfg: TrackConfig) -> Tensor:
@@ -266,6 +281,13 @@ class Tracker:
         self.w = w[ids] / w[ids].sum()                                           # [L] sums to 1
         self.fn = LandmarkFunction(model, ids, size)
         self.prior = torch.tensor([math.sqrt(cfg.expr_prior), math.sqrt(cfg.jaw_prior)], device=self.device)
+        # MediaPipe blendshape prior (models with ARKit-named expressions: ICT): expression k's prior mean and
+        # first guess is the score of blendshape bs_index[k]; the jaw opening's is jawOpen x the model's angle
+        self._prior_mean: Tensor | None = None
+        self.bs_index: np.ndarray | None = None
+        self.bs_jaw: int = -1
+        self.jaw_open_rad = float(getattr(model, "jaw_open_rad", 0.0))
+        self.prior_jaw_x = math.sqrt(cfg.expr_prior) / max(self.jaw_open_rad, 1e-3)
         P = self.fn.P
         E = self.fn.E
         c = torch.empty(P, dtype=torch.float64, device=self.device)
@@ -336,7 +358,8 @@ class Tracker:
               photo: tuple[ImageTerm, Tensor, Tensor] | None = None
               ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Residuals r [T, R] = weighted landmark errors [2L], photometric errors [Pp] (with `photo` =
-        (images, albedo [Pp], sqrt point weights [Pp])), then priors [E + 3]; with jac >= 1 their
+        (images, albedo [Pp], sqrt point weights [Pp])), then priors [E + 4] (expression about its mean: 0, or
+        the MediaPipe blendshape scores; jaw y/z and closing; jaw opening about the `jawOpen` score); with jac >= 1 their
         Jacobian d r / d theta [T, R, P], with jac = 2 also d r / d phi [T, R, Q]."""
         E, T = self.fn.E, theta.shape[0]
         uv, Ju, Jp = self.fn(theta, phi, jacobian=jac > 0, shared=jac > 1)
@@ -347,25 +370,52 @@ class Tracker:
         if photo is not None:
             rph, Jph, Jphq = self._photo_rows(theta, phi, (wsq[:, 0] > 0).to(uv.dtype), photo, jac)
             rows.append(rph)
-        r = torch.cat([*rows, a * expr, b * jaw_r], -1)
+        pm = self._prior_mean                     # [T, E + 1] blendshape-derived means (expr, jaw x) or None
+        c = self.prior_jaw_x if pm is not None else 0.0
+        e_mean = pm[:, :E] if pm is not None else 0.0
+        j_mean = pm[:, E] if pm is not None else torch.zeros_like(jaw[:, 0])
+        r = torch.cat([*rows, a * (expr - e_mean), b * jaw_r, (c * (jaw[:, 0] - j_mean))[:, None]], -1)
         if jac == 0:
             return r, None, None
         P = self.fn.P
         Jd = (Ju * wsq[..., None, None]).reshape(T, -1, P)
         if photo is not None:
             Jd = torch.cat([Jd, Jph], 1)
-        Jpr = torch.zeros(T, E + 3, P, dtype=Jd.dtype, device=Jd.device)
+        Jpr = torch.zeros(T, E + 4, P, dtype=Jd.dtype, device=Jd.device)
         Jpr[:, :E, :E] = a * torch.eye(E, dtype=Jd.dtype, device=Jd.device)
         Jpr[:, E, E + 1] = b
         Jpr[:, E + 1, E + 2] = b
         Jpr[:, E + 2, E] = -b * (jaw[:, 0] < 0).to(Jd.dtype)
+        Jpr[:, E + 3, E] = c
         J = torch.cat([Jd, Jpr], 1)
         if jac == 1:
             return r, J, None
         Jq = torch.cat([(Jp * wsq[..., None, None]).reshape(T, -1, self.fn.Q),
                         *([Jphq] if photo is not None else []),
-                        torch.zeros(T, E + 3, self.fn.Q, dtype=Jd.dtype, device=Jd.device)], 1)
+                        torch.zeros(T, E + 4, self.fn.Q, dtype=Jd.dtype, device=Jd.device)], 1)
         return r, J, Jq
+
+    # ---- blendshape prior ---------------------------------------------------------------------
+    def use_blendshapes(self, names: list[str]) -> bool:
+        """Map the landmarks table's blendshape columns (`blendshape_names`) onto the model's expressions.
+        True if the prior is on (track.blendshape_prior and a model with MediaPipe-named expressions)."""
+        mp = getattr(self.model, "expr_mediapipe", None)
+        if not self.cfg.blendshape_prior or not mp:
+            return False
+        pos = {n: i for i, n in enumerate(names)}
+        self.bs_index = np.array([pos.get(n, -1) for n in mp])
+        self.bs_jaw = pos.get("jawOpen", -1) if self.jaw_open_rad > 0 else -1
+        return bool((self.bs_index >= 0).any())
+
+    def _blend_mean(self, blend: np.ndarray | None, found: Tensor) -> Tensor | None:
+        """Blendshape scores [T, B] -> prior means [T, E + 1] (expression, jaw opening); None without."""
+        if blend is None or self.bs_index is None:
+            return None
+        b = torch.as_tensor(np.array(blend, np.float32), device=self.device)
+        idx = torch.as_tensor(self.bs_index, device=self.device)
+        e = torch.where(idx[None] >= 0, b[:, idx.clamp_min(0)], torch.zeros(1, device=self.device))
+        j = b[:, self.bs_jaw] * self.jaw_open_rad if self.bs_jaw >= 0 else torch.zeros(len(b), device=self.device)
+        return torch.cat([e, j[:, None]], 1) * found[:, None].float()
 
     # ---- identity ---------------------------------------------------------------------------
     def fit_identity(self, clips: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
@@ -373,9 +423,11 @@ class Tracker:
         """Shared shape and focal from frames spread over clips [(clip_id, frames [T], lmk [T, 478, 2+], found [T])];
         with `track.photo_weight` > 0 and `images`, also the per-identity albedo, refined photometrically."""
         picks = []
-        for clip_id, frames, lmk, found in clips:
+        for clip in clips:   # (clip_id, frames, lmk, found[, blendshapes [T, B]])
+            clip_id, frames, lmk, found = clip[:4]
+            blend = clip[4] if len(clip) > 4 else None
             idx = np.nonzero(found)[0]
-            picks += [(clip_id, frames[i], lmk[i]) for i in idx]
+            picks += [(clip_id, frames[i], lmk[i], None if blend is None else blend[i]) for i in idx]
         if not picks:
             raise InputError(None, "no frame of any clip has landmarks; nothing to track",
                              "check the landmarks stage output (face_found is False everywhere)")
@@ -386,8 +438,12 @@ class Tracker:
         found = torch.ones(k, dtype=torch.bool, device=self.device)
         frames = np.array([s[1] for s in sel])
         rot, trans = init_pose(self.model, lm_full, found, float(self.log_f.exp()), self.size)
+        has_bs = all(s[3] is not None for s in sel)
+        self._prior_mean = self._blend_mean(np.stack([s[3] for s in sel]) if has_bs else None, found)
         theta = self._pack(torch.zeros(k, self.fn.E, device=self.device), torch.zeros(k, 3, device=self.device),
                            rot, trans)
+        if self._prior_mean is not None:   # first guess: the blendshape scores
+            theta[:, :self.fn.E + 1] = self._prior_mean
         theta, phi = self._lm_identity(theta, self.phi, lmk, self._wsq(found), sel[0][0], frames)
         if self.cfg.photo_weight > 0 and images is not None:
             crops = np.concatenate([images(c, np.array([s[1] for s in sel if s[0] == c]))
@@ -398,6 +454,7 @@ class Tracker:
                 theta, phi = self._lm_identity(theta, phi, lmk, self._wsq(found), sel[0][0], frames, photo, rigid=0,
                                                iters=self.cfg.photo_iters)
             self.albedo, self.albedo_w = self._fit_albedo(theta, phi, term)[1:]
+        self._prior_mean = None
         self.shape, self.log_f = phi[:-1].clone(), phi[-1].clone()
 
     def _image_term(self, crops: np.ndarray) -> ImageTerm:
@@ -555,9 +612,12 @@ class Tracker:
         return (uv - lmk).norm(dim=-1).mean(-1)
 
     def track_clip(self, clip_id: str, frames: np.ndarray, landmarks: np.ndarray, found: np.ndarray,
-                   progress: Callable[[int], None] | None = None, images: ImageSource | None = None) -> ClipTrack:
+                   progress: Callable[[int], None] | None = None, images: ImageSource | None = None,
+                   blendshapes: np.ndarray | None = None) -> ClipTrack:
         """Per-frame parameters of one clip: landmarks [T, 478, 2+] in crop pixels, found [T]; with the
-        identity's albedo (`fit_identity` with images) and `images`, refined photometrically."""
+        identity's albedo (`fit_identity` with images) and `images`, refined photometrically; with
+        `blendshapes` [T, B] (after `use_blendshapes`), the scores are the expression prior and first guess.
+        The head pose is split into a per-clip body rotation and a per-frame neck rotation (`neck`)."""
         T = len(frames)
         found = np.asarray(found, bool)
         if not found.any():
@@ -579,6 +639,9 @@ class Tracker:
                                    rot, trans)
                 if prev is not None:   # warm start from the end of the previous chunk (all but translation)
                     theta[:, :E + 6] = prev[:E + 6]
+                self._prior_mean = self._blend_mean(None if blendshapes is None else blendshapes[sl], fnd)
+                if self._prior_mean is not None:   # first guess: the blendshape scores
+                    theta[:, :E + 1] = torch.where(fnd[:, None], self._prior_mean, theta[:, :E + 1])
                 if fnd.any():
                     theta, e = self._lm_frames(theta, lm_full[:, self.lmk_ids], self._wsq(fnd), clip_id,
                                                np.asarray(frames[sl]), prev, rigid=0 if prev is not None else 2)
@@ -591,6 +654,8 @@ class Tracker:
                 prev = theta[-1].clone()
                 if progress is not None:
                     progress(n)
+        self._prior_mean = None
         out = _interpolate(out, found)
+        rot = out[:, E + 3:E + 6]
         return ClipTrack(clip_id, np.asarray(frames), found.copy(), out[:, :E], out[:, E:E + 3],
-                         out[:, E + 3:E + 6], out[:, E + 6:], err)
+                         rot, out[:, E + 6:], err, neck_from_head(rot, found))

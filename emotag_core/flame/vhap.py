@@ -4,7 +4,9 @@ VHAP applies the global `rotation` about FLAME's root joint and the `neck_pose` 
 joint, then adds `translation`, in a world frame seen by NeRF-style cameras (`transform_matrix`
 = camera-to-world, OpenGL axes). Our tables hold the head pose in the OpenCV camera frame
 (`HeadModel.forward`), so each frame's pose is re-expressed there; the neck rotation is folded
-into the head rotation (exact for vertices that follow the neck rigidly: the face).
+into the head rotation (exact for vertices that follow the neck rigidly: the face) and kept as the
+`neck` column (VHAP's `neck_pose`, FLAME frame), so `forward(..., neck=)` keeps the base of the neck
+on VHAP's body pose.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ def import_vhap(root: str | Path, model: HeadModel, camera_index: int | None = N
         raise InputError(root / "transforms.json", f"camera {cam} not present (have {cams})")
     recs = sorted([r for r in recs if r["camera"] == cam], key=lambda r: r["t"])
     F = FLAME_TO_CV.double()
-    out: dict[str, list] = {k: [] for k in ("expr", "jaw", "rot", "trans")}
+    out: dict[str, list] = {k: [] for k in ("expr", "jaw", "rot", "trans", "neck")}
     shape0 = None
     for r in recs:
         p = r["param"]
@@ -104,6 +106,7 @@ def import_vhap(root: str | Path, model: HeadModel, camera_index: int | None = N
         out["rot"].append(matrix_to_axis_angle(R[None])[0].numpy())
         out["trans"].append((F @ (R_wc @ c + t_wc)).numpy())
         out["jaw"].append(g("jaw_pose", 3))
+        out["neck"].append(neck)
         out["expr"].append(expr)
     first = recs[0]
     camera = {"fx": float(first["fl_x"]), "fy": float(first["fl_y"]), "cx": float(first["cx"]),
@@ -112,5 +115,5 @@ def import_vhap(root: str | Path, model: HeadModel, camera_index: int | None = N
     track = ClipTrack(clip_id or root.name, np.array([r["t"] for r in recs]), np.ones(T, bool),
                       np.stack(out["expr"]).astype(np.float32), np.stack(out["jaw"]).astype(np.float32),
                       np.stack(out["rot"]).astype(np.float32), np.stack(out["trans"]).astype(np.float32),
-                      np.zeros(T, np.float32))
+                      np.zeros(T, np.float32), np.stack(out["neck"]).astype(np.float32))
     return VhapImport(track, np.asarray(shape0, np.float32), camera)

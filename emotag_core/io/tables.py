@@ -55,6 +55,10 @@ class TableSpec:
     dynamic_width: Mapping[str, str] = field(default_factory=dict)
     # columns whose bytes are already compressed (JPEG): stored uncompressed, which reads faster
     precompressed: tuple[str, ...] = ()
+    # this table's schema version (bumped when its columns change; older files are refused on read)
+    version: int = SCHEMA_VERSION
+    # float columns a writer may leave out, filled with this constant (a column added after its writers)
+    fill: Mapping[str, float] = field(default_factory=dict)
 
     def schema(self, meta: Mapping[str, Any]) -> pa.Schema:
         fields = list(KEY_FIELDS) if self.keyed else []
@@ -141,9 +145,11 @@ register(TableSpec(
         pa.field("rot", _vec(3)),                       # head rotation, axis-angle
         pa.field("trans", _vec(3)),
         pa.field("fit_error_px", pa.float32()),
+        pa.field("neck", _vec(3)),                      # v2: neck rotation (FLAME frame, body -> head); 0 = rigid neck
     ),
     meta=("flame_model", "n_expr", "shape", "camera"),
     dynamic_width={"expr": "n_expr"},
+    version=2, fill={"neck": 0.0},
 ))
 register(TableSpec(
     "geometry",
@@ -152,6 +158,17 @@ register(TableSpec(
         pa.field("normal", pa.binary()),                # float16 [S, S, 3], camera space, unit length
     ),
     meta=("map_size",),  # writers also record depth_units: metres_z (flame) | relative (sapiens)
+))
+register(TableSpec(
+    "masks",
+    (
+        pa.field("labels", pa.binary()),                # [H, W] uint8 label map, PNG-encoded; values index `labels`
+        pa.field("pose_found", pa.bool_()),             # the pose model found a person in this frame
+        pa.field("shoulders", _vec(4)),                 # left x, y, right x, y in crop pixels (-1: no pose)
+        pa.field("shoulder_vis", _vec(2)),              # visibility probability of the two shoulders
+        pa.field("person_frac", pa.float32()),          # fraction of the crop labelled person
+    ),
+    meta=("labels", "encoding", "models"),  # label order, "png", segmentation/pose model names and files
 ))
 
 
@@ -170,7 +187,7 @@ def decode_meta(raw: Mapping[bytes, bytes] | None) -> dict[str, Any]:
 
 def _full_meta(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     spec = SPECS[name]
-    out = {"schema": name, "schema_version": SCHEMA_VERSION, **meta}
+    out = {"schema": name, "schema_version": spec.version, **meta}
     missing = [k for k in spec.required_meta if k not in out]
     if missing:
         raise SchemaError(None, f"table `{name}`: metadata missing {missing}", "pass them to the writer")
@@ -236,6 +253,11 @@ class TableWriter:
     def write(self, columns: Mapping[str, Any] | pa.RecordBatch | pa.Table) -> None:
         """Append rows given as a column mapping (numpy arrays / lists) or an Arrow batch."""
         assert self._writer is not None, "use TableWriter as a context manager"
+        fill = SPECS[self.name].fill
+        if fill and isinstance(columns, Mapping) and any(k not in columns for k in fill):
+            n = len(next(iter(columns.values())))
+            columns = {**columns, **{k: np.full((n, self.schema.field(k).type.list_size), v, np.float32)
+                                     for k, v in fill.items() if k not in columns}}
         table = to_arrow(columns, self.schema, self.path)
         if self.check_finite:
             _check_finite(table, self.path)
@@ -289,7 +311,7 @@ def write_table(path: str | Path, name: str, columns: Mapping[str, Any] | pa.Tab
         w.write(columns)
 
 
-_UNCHECKED = ("jpeg", "depth", "normal")  # binary payload columns: no float values to check
+_UNCHECKED = ("jpeg", "depth", "normal", "labels")  # binary payload columns: no float values to check
 
 
 class TableReader:
@@ -349,8 +371,8 @@ def check_schema(path: Path | str, name: str, schema: pa.Schema, meta: Mapping[s
     if meta.get("schema") != name:
         raise SchemaError(path, f"metadata says table `{meta.get('schema')}`, expected `{name}`",
                           "this file was not written by this project's stage; re-run it")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaError(path, f"schema version {meta.get('schema_version')!r}, this code reads {SCHEMA_VERSION}",
+    if meta.get("schema_version") != spec.version:
+        raise SchemaError(path, f"schema version {meta.get('schema_version')!r}, this code reads {spec.version}",
                           "re-run the stage to rewrite the table")
     missing_meta = [k for k in spec.required_meta if k not in meta]
     if missing_meta:

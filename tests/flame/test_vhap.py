@@ -73,3 +73,32 @@ def test_vhap_import_errors(open_model, tmp_path):
     np.savez(tmp_path / "v" / "flame_param" / "00002.npz", **d)
     with pytest.raises(ConfigError, match="100.*19|19.*100"):
         import_vhap(tmp_path / "v", open_model)
+
+
+def test_vhap_neck_keeps_the_body_on_the_ict_model(tmp_path):
+    """With the imported `neck`, every vertex (the base of the neck too) matches VHAP's FLAME LBS."""
+    from emotag_core.config import FlameConfig
+    from emotag_core.flame import load_head_model
+
+    m = load_head_model(FlameConfig(model="ict"))
+    params, c2w = _write_fixture(tmp_path / "vhap", m)
+    imp = import_vhap(tmp_path / "vhap", m)
+    w2c = torch.as_tensor(np.linalg.inv(c2w), dtype=torch.float32)
+    base = m.weights[:, 0] > 0.5
+    assert base.sum() > 50
+    for t, p in enumerate(params):
+        shape = torch.as_tensor(p["shape"][: m.n_shape])[None]
+        expr = torch.as_tensor(p["expr"])
+        full = torch.cat([torch.as_tensor(p["rotation"]), torch.as_tensor(p["neck_pose"]),
+                          torch.as_tensor(p["jaw_pose"]), torch.zeros(1, 6)], 1)
+        world, _ = lbs(torch.cat([shape, expr], 1), full, m.v_template[None],
+                       torch.cat([m.shapedirs, m.exprdirs], -1), m.posedirs, m.J_regressor, m.parents, m.weights)
+        world = world + torch.as_tensor(p["translation"])[:, None]
+        want = (world @ w2c[:3, :3].T + w2c[:3, 3]) @ FLAME_TO_CV.T
+        tk = imp.track
+        got = m(shape, expr, torch.as_tensor(tk.jaw[t:t + 1]), torch.as_tensor(tk.rot[t:t + 1]),
+                torch.as_tensor(tk.trans[t:t + 1]), neck=torch.as_tensor(tk.neck[t:t + 1]))
+        assert float((got[0] - want[0]).norm(dim=-1).max()) < 2e-4                  # float32 rounding
+        rigid = m(shape, expr, torch.as_tensor(tk.jaw[t:t + 1]), torch.as_tensor(tk.rot[t:t + 1]),
+                  torch.as_tensor(tk.trans[t:t + 1]))
+        assert float((rigid[0, base] - want[0, base]).norm(dim=-1).mean()) > 1e-3   # the neck matters there
