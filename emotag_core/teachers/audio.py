@@ -17,6 +17,7 @@ around a frame with `windows()`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from emotag_core.errors import ConfigError, InputError, WeightsMissingError
 from emotag_core.teachers import Backend, WeightsStatus, no_weights, register_backend
 from emotag_core.teachers.whisper import WhisperFeatures
 from emotag_core.teachers.whisper import locate as _locate_whisper
+
+log = logging.getLogger("emotag.audio_features")
 
 SAMPLE_RATE = 16000
 SILENCE_PEAK = 1.0 / 32768
@@ -353,6 +356,64 @@ def load(backend: str, cfg: AudioFeaturesConfig, fps: float = 25.0) -> AudioFeat
                                window_seconds=cfg.whisper_window_seconds, overlap_seconds=cfg.whisper_overlap_seconds,
                                pad_to_30s=cfg.whisper_pad_to_30s, threads=cfg.whisper_threads)
     raise ConfigError(f"params: audio_features.backend `{backend}` is unknown; choose one of {sorted(BACKENDS)}")
+
+
+def write_features(frames_path: str | Path, audio_for: Callable[[str], Path], out_path: str | Path,
+                   cfg: AudioFeaturesConfig, on_rows: Callable[[int], None] | None = None) -> int:
+    """Features of every frame of a frame store, from each clip's 16 kHz wav, into `out_path` (atomic).
+
+    Rows follow the frame store exactly (same clips, same frames, same order); `on_rows(n)` after each clip.
+    Returns rows written. The backend loads (and fails on missing weights) before any clip is read.
+    """
+    from emotag_core.io.frames import FrameStore
+    from emotag_core.io.tables import TableWriter
+
+    store = FrameStore(frames_path)
+    keys = store.keys
+    clip_col = keys.column("clip_id").to_numpy(zero_copy_only=False).astype(str)
+    frame_col = keys.column("frame").to_numpy().astype(np.int64)
+    clips = store.clip_ids
+    wavs = {c: audio_for(c) for c in clips}
+    missing = [str(p) for p in wavs.values() if not p.exists()]
+    if missing:
+        raise InputError(missing[0], f"audio of {len(missing)} clip(s) missing",
+                         "re-run ingest (it writes one 16 kHz wav per clip)")
+    try:
+        teacher = load(cfg.backend, cfg, fps=store.fps)  # fails here if weights are missing
+    except ConfigError as exc:  # e.g. a frame rate the backend cannot align to: name the table it came from
+        raise InputError(frames_path, f"frame store says {store.fps:g} fps: {exc}",
+                         "re-run ingest (ingest.fps: 25)") from exc
+    meta = {"fps": store.fps, "frame_size": store.meta["frame_size"], "backend": teacher.name,
+            "backend_version": teacher.version, "feature_dim": int(teacher.feature_dim),
+            "sample_rate": SAMPLE_RATE, "window": int(cfg.window),
+            "window_offsets": window_offsets(cfg.window).tolist(),
+            "alignment": "row i describes the audio of frame i's display interval [i/fps, (i+1)/fps)"}
+    if hasattr(teacher, "describe"):  # rate, engine, model checksum, windowing, pooling (whisper)
+        meta.update(teacher.describe())
+    with TableWriter(out_path, "audio_features", meta) as out:
+        for clip in clips:
+            rows = np.flatnonzero(clip_col == clip)
+            frames = frame_col[rows]
+            if frames.min() < 0:
+                raise InputError(frames_path, f"clip `{clip}` has negative frame numbers", "re-run ingest")
+            n = int(frames.max()) + 1
+            raw = read_audio(wavs[clip])
+            if len(raw) < SAMPLE_RATE / store.fps:
+                raise InputError(wavs[clip], f"audio of clip `{clip}` is {len(raw) / SAMPLE_RATE * 1000:.1f} ms, "
+                                 f"shorter than one video frame ({1000 / store.fps:.0f} ms)",
+                                 "re-run ingest (the clip's sound track is missing or empty)")
+            if not np.any(np.abs(raw) > SILENCE_PEAK) and not getattr(teacher, "warns_on_silence", False):
+                log.warning("%s: audio of clip `%s` is all silence (peak <= %g); its features describe silence",
+                            wavs[clip], clip, SILENCE_PEAK)
+            wav = fit_length(raw, n, store.fps)
+            feats = teacher.features(wav, n, store.fps)              # [n, D]
+            if not np.isfinite(feats).all():
+                raise InputError(wavs[clip], f"{teacher.name} features of clip `{clip}` are not finite",
+                                 "replace the audio or use another audio_features.backend")
+            out.write({"clip_id": clip_col[rows], "frame": frames.astype(np.int32), "feature": feats[frames]})
+            if on_rows is not None:
+                on_rows(len(rows))
+        return out.rows
 
 
 BACKENDS: dict[str, type] = {"wav2vec2": Wav2Vec2Features, "whisper": WhisperFeatures, "logmel": LogMelFeatures}

@@ -200,7 +200,12 @@ def pool_to_frames(states: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
     """Encoder states [J, D] at 50 Hz -> [n_frames, D]: triangular pooling over each frame's interval."""
     if len(states) == 0:
         raise ValueError("pool_to_frames(): no encoder states")
-    from emotag_core.teachers.audio import interpolate_rows
+
+    def interpolate_rows(x: np.ndarray, pos: np.ndarray) -> np.ndarray:   # rows of x [J, D] at pos [T], clamped
+        pos = np.clip(pos, 0, len(x) - 1)
+        lo = np.floor(pos).astype(np.int64)
+        w = (pos - lo).astype(np.float32)[:, None]
+        return (1 - w) * x[lo] + w * x[np.minimum(lo + 1, len(x) - 1)]
 
     start = np.arange(n_frames) / fps * STATE_HZ                    # state index at each interval's start
     width = STATE_HZ / fps

@@ -154,12 +154,12 @@ def test_frame_alignment_onset(ct2):
 
 def test_stage_records_whisper_metadata(tmp_path, ct2):
     from emotag_core.io.tables import column_array, read_table
-    from stages.audio_features import run
+    from emotag_core.teachers.audio import write_features as run
     from tests.teachers.test_audio import make_inputs
 
     frames, _ = make_inputs(tmp_path, 4.0)
     out = tmp_path / "af.parquet"
-    n = run(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig(backend="whisper"), progress=False)
+    n = run(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig(backend="whisper"))
     table, meta = read_table(out, "audio_features")
     assert n == 100 and column_array(table, "feature").shape == (100, 384)
     assert meta["backend"] == "whisper" and meta["feature_dim"] == 384 and meta["feature_rate_hz"] == 50.0
@@ -182,14 +182,14 @@ def test_missing_model_names_path_and_fetch_assets(tmp_path, monkeypatch):
 
 
 def test_missing_model_fails_before_work_in_the_stage(tmp_path, monkeypatch):
-    from stages.audio_features import run
+    from emotag_core.teachers.audio import write_features as run
     from tests.teachers.test_audio import make_inputs
 
     frames, _ = make_inputs(tmp_path, 1.0)
     monkeypatch.setenv("EMOTAG_ASSETS", str(tmp_path / "assets"))
     out = tmp_path / "af.parquet"
     with pytest.raises(WeightsMissingError, match="fetch-assets"):
-        run(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig(backend="whisper"), progress=False)
+        run(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig(backend="whisper"))
     assert not out.exists()
 
 
@@ -231,14 +231,14 @@ def test_bit_flip_in_the_packaged_model_fails_the_checksum(tmp_path, monkeypatch
 def test_audio_shorter_than_a_frame(ct2, tmp_path):
     with pytest.raises(InputError, match="shorter than one video frame"):
         ct2.features(np.zeros(320, np.float32), 1, FPS)               # 20 ms < 40 ms
-    from stages.audio_features import run
+    from emotag_core.teachers.audio import write_features as run
     from tests.teachers.test_audio import make_inputs, write_wav
 
     frames, _ = make_inputs(tmp_path, 1.0)
     write_wav(tmp_path / "clip0.wav", np.zeros(100, np.float32))      # 6 ms of sound track
     with pytest.raises(InputError, match=r"clip0\.wav.*shorter than one video frame"):
         run(frames, lambda clip: tmp_path / f"{clip}.wav", tmp_path / "af.parquet",
-            AudioFeaturesConfig(backend="whisper"), progress=False)
+            AudioFeaturesConfig(backend="whisper"))
 
 
 def test_all_silence_is_finite_and_said(ct2, caplog):
