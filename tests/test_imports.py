@@ -45,9 +45,7 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "tests/avatar/test_geometry_stage.py": "H3: tests stages.geometry internals",
     "tests/flame/test_track_e2e.py": "H4/H3: calls stages.track.read_landmarks",
     "tests/flame/test_track_stage.py": "H4/H3: calls stages.track.run",
-    "tests/metrics/test_syncnet.py": "H2: calls stages.evaluate helpers",
     "tests/render/test_graphed.py": "H1/H2: calls stages.render.load_animator",
-    "tests/render/test_stage.py": "H2: calls stages.render/evaluate helpers",
     "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
     "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
     "tests/teachers/teacher_media.py": "H3: calls stages.landmarks.run",
@@ -64,16 +62,13 @@ OUTSIDE_KNOWN: dict[str, str] = {
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
     "stages/adapt.py": "H1: adapt imports stages.corpus and stages.pretrain",
-    "stages/evaluate.py": "H2: evaluate imports stages.render",
     "stages/cli.py": "H3: the CLI's `render` verb imports stages.render",
 }
 SIZE_KNOWN: dict[str, str] = {
     "stages/aus.py": "H3: backends' loops still in the stage",
-    "stages/evaluate.py": "H2: the evaluation protocol still in the stage",
     "stages/geometry.py": "H3: backends' loops still in the stage",
     "stages/ingest.py": "H3: ingest_folder/materialize still in the stage",
     "stages/pretrain.py": "H1: the recipe glue still in the stage",
-    "stages/render.py": "H2: inference still in the stage",
     "stages/track.py": "H3: the tracking job and overlay still in the stage",
 }
 

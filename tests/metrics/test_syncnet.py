@@ -68,7 +68,7 @@ def talking_clip(T, seed=0):
 
 def test_scorer_runs_the_real_path_on_a_rendered_clip(checkpoint, tmp_path):
     from emotag_core.render.video import Mp4Writer
-    from stages.evaluate import audio_of, read_mp4, syncnet_of
+    from emotag_core.metrics.evaluate import audio_of, read_mp4, syncnet_of
 
     path, state = checkpoint
     T = 12  # 7 windows: a few seconds of the full-size network at 1 thread

@@ -1,17 +1,27 @@
-"""render@/evaluate@ stage pieces that need no trained model."""
+"""render@/evaluate@ pieces that need no trained model: the library's jobs and the stage's door."""
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
-import pytest
 
-from emotag_core.errors import StageMissingError
+from emotag_core.config import RenderConfig
+from emotag_core.metrics.evaluate import dubbed
+from emotag_core.render.jobs import TargetFiles, espeak_clip, plan_renders, skip_samples
 from emotag_core.render.video import probe_streams
-from stages.common import Paths
-from stages.evaluate import dubbed
-from stages.render import espeak_clip, need_adapted, skip_samples
+from emotag_core.split import Split
 
 
-def test_never_adapted_identity_names_the_stage_to_run(tmp_path):
-    with pytest.raises(StageMissingError, match=r"dvc repro adapt@anna"):
-        need_adapted("anna", Paths("anna", root=tmp_path))
+def test_never_adapted_identity_names_the_stage_to_run(tmp_path, repo_root):
+    """The stage checks before any work: one line naming `dvc repro adapt@<id>`, exit 2."""
+    shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    r = subprocess.run([sys.executable, "-m", "stages.render", "anna"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "dvc repro adapt@anna" in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
 
 
 def test_cross_language_clip_and_heldout_offset(tmp_path):
@@ -27,14 +37,34 @@ def test_dubbed_sample_is_flagged(tmp_path, repo_root):
     assert dubbed(tmp_path) is None
 
 
-def test_heldout_part_of_short_clips():
+def _split(n_frames: int, train_s: float = 5.0, from_s: float = 10.0) -> Split:
+    from types import SimpleNamespace
+
+    clips = {"clip_id": np.array(["c0"] * n_frames), "frame": np.arange(n_frames)}
+    return Split.from_config(SimpleNamespace(train_seconds=train_s, eval_from_s=from_s), None, clips, 25.0)
+
+
+def test_heldout_part_of_short_clips(tmp_path):
     """A clip shorter than adapt.eval_from_s holds out what follows the adaptation part; a clip
     inside the adaptation part has no held-out render (a newcomer's 7 s video once failed here)."""
-    from emotag_core.config import load_params
-    from stages.render import heldout_start
+    files = TargetFiles("anna", tmp_path)
+    cfg = RenderConfig(cross_language_voice=None)
+    assert _split(400).heldout_start == 250
+    logs: list[str] = []
+    jobs = plan_renders(files, _split(182), cfg, tmp_path, logs.append)  # 7.3 s: held out from 5 s
+    assert [j.name for j in jobs] == ["heldout"] and "from 5 s" in jobs[0].note
+    assert len(logs) == 1 and "holding out from 5 s" in logs[0]
+    logs.clear()
+    assert plan_renders(files, _split(125), cfg, tmp_path, logs.append) == []
+    assert "no held-out render" in logs[0]
 
-    p = load_params("params.yaml", {"adapt": {"eval_from_s": 10.0, "train_seconds": 5.0}, "ingest": {"fps": 25.0}})
-    assert heldout_start(p) == 250
-    assert heldout_start(p, 400) == 250
-    assert heldout_start(p, 182) == 125  # 7.3 s: held out from 5 s
-    assert heldout_start(p, 125) is None
+
+def test_default_renders_and_file_names(tmp_path):
+    files = TargetFiles("anna", tmp_path)
+    jobs = plan_renders(files, _split(400), RenderConfig(), tmp_path, lambda s: None)
+    assert [(j.name, j.kind) for j in jobs] == [("heldout", "heldout"), ("xlang_de", "cross_language")]
+    assert "from 10 s" in jobs[0].note
+    a = tmp_path / "speech.wav"
+    a.write_bytes(b"")
+    jobs = plan_renders(files, _split(400), RenderConfig(audio=[str(a)]), tmp_path, lambda s: None)
+    assert [(j.name, j.kind) for j in jobs] == [("speech", "file")]  # render.audio replaces the defaults

@@ -1,0 +1,211 @@
+"""The renders of one adapted target identity (the `render@<id>` job, paper Sec. 3.3).
+
+`render_identity` writes one `<name>.mp4` per driving audio (25 fps, H.264 + AAC with that audio
+muxed in) and `render.json` (per render: audio, cue source and how short cues were filled, per-frame
+gate / emotion / jaw traces, FPS) into a folder, atomically. Driving audio: `render.audio` (any audio
+or video files); by default the identity's held-out audio (`heldout`, cues from the same held-out
+frames: self-reconstruction; which frames: `emotag_core.split.Split`) plus a cross-language espeak-ng
+clip (`xlang_<voice>`, cues from the adaptation clip). `stream_identity` is the live mode.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotag_core.errors import InputError
+from emotag_core.io.atomic import atomic_dir
+from emotag_core.io.tables import UPPER_AUS, TableReader, column_array
+from emotag_core.render.driver import Animator, CueTrack, RenderTrace
+from emotag_core.split import Split
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class TargetFiles:
+    """Where one target identity's tables and audio are (the caller has checked they exist)."""
+
+    identity: str
+    processed: Path
+    """Folder of the identity's tables (`<table>.parquet`) and `audio/<clip>.wav`."""
+
+    def table(self, name: str) -> Path:
+        return self.processed / f"{name}.parquet"
+
+    def audio(self, clip: str) -> Path:
+        return self.processed / "audio" / f"{clip}.wav"
+
+    def split(self, adapt: Any, evaluate: Any | None, fps: float) -> Split:
+        """The identity's adaptation / held-out split (from its frame store's keys)."""
+        from emotag_core.io.frames import FrameStore
+
+        return Split.from_config(adapt, evaluate, FrameStore(self.table("frames")).keys, fps)
+
+
+def clip_rows(path: Path, table: str, clip: str, columns: list[str]) -> tuple[np.ndarray, Any]:
+    """Rows of one clip of a per-identity table, in frame order -> (frames [N], pyarrow table)."""
+    import pyarrow.compute as pc
+
+    t = TableReader(path, table).read(columns=["clip_id", "frame", *columns])
+    t = t.filter(pc.equal(t.column("clip_id"), clip))
+    if t.num_rows == 0:
+        raise InputError(path, f"no rows for clip `{clip}`", "check render.cue_clip")
+    order = np.argsort(t.column("frame").to_numpy())
+    t = t.take(order)
+    return t.column("frame").to_numpy(), t
+
+
+def cue_track(files: TargetFiles, clip: str, start: int, end: int | None, mode: str) -> CueTrack:
+    """Head pose (flame table) and upper-face AUs (aus table) of frames [start, end) of `clip`."""
+    f_fr, ft = clip_rows(files.table("flame"), "flame", clip, ["rot", "trans"])
+    a_fr, at = clip_rows(files.table("aus"), "aus", clip, list(UPPER_AUS))
+    frames = np.intersect1d(f_fr, a_fr)
+    frames = frames[(frames >= start) & ((frames < end) if end is not None else True)]
+    if len(frames) == 0:
+        raise InputError(files.table("flame"), f"clip `{clip}` has no tracked frames in [{start}, {end})",
+                         "choose another render.cue_clip or lower adapt.eval_from_s")
+    fi = np.searchsorted(f_fr, frames)
+    ai = np.searchsorted(a_fr, frames)
+    aus = np.stack([at.column(a).to_numpy() for a in UPPER_AUS], axis=1)[ai]
+    return CueTrack(rot=column_array(ft, "rot")[fi], trans=column_array(ft, "trans")[fi], aus=aus.astype(np.float32),
+                    mode=mode,  # type: ignore[arg-type]
+                    source=f"{files.identity}/{clip} frames {int(frames[0])}-{int(frames[-1])}")
+
+
+def skip_samples(blocks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """Drop the first `n` samples of a block stream."""
+    for b in blocks:
+        if n >= len(b):
+            n -= len(b)
+            continue
+        yield b[n:]
+        n = 0
+
+
+def espeak_clip(voice: str, text: str, out: Path) -> Path:
+    """Speech from espeak-ng (installed system package) into a WAV."""
+    try:
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True, capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise InputError(None, "espeak-ng is not installed (needed for the default cross-language clip)",
+                         "install it (Debian: apt-get install espeak-ng) or set render.cross_language_voice: null") from exc
+    except subprocess.CalledProcessError as exc:
+        raise InputError(None, f"espeak-ng failed for voice `{voice}`: {exc.stderr.strip()}",
+                         "see `espeak-ng --voices` and set render.cross_language_voice") from exc
+    return out
+
+
+@dataclass
+class RenderJob:
+    """One driving audio and the cues that go with it."""
+
+    name: str
+    kind: str  # heldout | cross_language | file
+    audio: Callable[[], Iterable[np.ndarray] | Path]
+    cues: Callable[[], CueTrack]
+    note: str
+
+
+def plan_renders(files: TargetFiles, split: Split, render: Any, scratch: Path,
+                 log: Callable[[str], None] = print) -> list[RenderJob]:
+    """The renders of a target identity (see module doc); render: the `RenderConfig`."""
+    from emotag_core.render.audio import iter_samples
+
+    fps, clip, ident = split.fps, split.adapt_clip, files.identity
+    cue_clip = render.cue_clip or clip
+    adapt_cues = lambda: cue_track(files, cue_clip, 0, split.adapt_frames if cue_clip == clip else None,  # noqa: E731
+                                   render.cue_mode)
+    out: list[RenderJob] = []
+    if not render.audio:
+        n, h0, wav = split.adapt_clip_frames, split.heldout_start, files.audio(clip)
+        if h0 is None:
+            log(f"render@{ident}: clip `{clip}` is {n / fps:.1f} s, all of it inside the adaptation "
+                f"part (adapt.train_seconds {split.train_seconds:g} s): no held-out render")
+        else:
+            if split.shortened:
+                log(f"render@{ident}: clip `{clip}` is {n / fps:.1f} s, shorter than adapt.eval_from_s "
+                    f"({split.eval_from_s:g} s): holding out from {h0 / fps:g} s, after the adaptation part")
+            out.append(RenderJob(
+                "heldout", "heldout",
+                lambda: skip_samples(iter_samples(wav, SAMPLE_RATE), int(round(h0 * SAMPLE_RATE / fps))),
+                lambda: cue_track(files, clip, h0, None, "hold"),
+                f"held-out audio of {clip} from {h0 / fps:g} s; cues from the same frames"))
+        if render.cross_language_voice:
+            v = render.cross_language_voice
+            path = scratch / f"xlang_{v}.wav"
+            out.append(RenderJob(f"xlang_{v}", "cross_language",
+                                 lambda: espeak_clip(v, render.cross_language_text, path), adapt_cues,
+                                 f"espeak-ng voice `{v}`; cues from {cue_clip}"))
+    for a in render.audio:
+        src = Path(a)
+        if not src.is_file():
+            raise InputError(src, "driving audio file not found", "fix render.audio in params.yaml")
+        out.append(RenderJob(src.stem, "file", lambda src=src: src, adapt_cues, f"{src}; cues from {cue_clip}"))
+    names = [j.name for j in out]
+    if len(set(names)) != len(names):
+        raise InputError(None, f"render.audio: two driving files share a name ({names})", "rename one of them")
+    return out
+
+
+def trace_record(job: RenderJob, trace: RenderTrace) -> dict[str, Any]:
+    """render.json's entry of one render."""
+    return {"kind": job.kind, "note": job.note, **trace.summary(), "g": trace.g, "g_pred": trace.g_pred,
+            "emotion": trace.emotion, "jaw_open": trace.jaw_open, "audio_rms": trace.audio_energy,
+            "cue_index": trace.cue_index}
+
+
+def render_identity(files: TargetFiles, split: Split, animator: Animator, features: Any, render: Any,
+                    out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every render of `plan_renders` into the folder `out` (replaced atomically) -> the render.json record.
+
+    features: the audio feature backend the identity's GRMN was trained with; render: the `RenderConfig`.
+    """
+    from emotag_core.io.tables import EMOTION_LABELS
+    from emotag_core.render.adapted import animator_kind
+    from emotag_core.render.api import render_to_mp4
+
+    fps = split.fps
+    record: dict[str, Any] = {"identity": files.identity, "fps": fps, "size": animator.size,
+                              "raster_size": animator.raster_size, "gate_scale": render.gate_scale,
+                              "gate_override": render.gate_override, "device": str(animator.device),
+                              "animator": animator_kind(animator), "emotion_labels": list(EMOTION_LABELS),
+                              "renders": {}}
+    out.parent.mkdir(parents=True, exist_ok=True)  # scratch as a `.tmp-` sibling: swept after a kill
+    with tempfile.TemporaryDirectory(prefix=".tmp-render-scratch-", dir=out.parent) as scratch, \
+            atomic_dir(out) as tmp:
+        for job in plan_renders(files, split, render, Path(scratch), log):
+            trace = render_to_mp4(animator, job.audio(), Path(tmp) / f"{job.name}.mp4", features, job.cues(),
+                                  fps=fps, batch_size=render.batch_size)
+            log(f"render@{files.identity}: {job.name}.mp4  {trace.n_frames} frames, {trace.fps:.1f} FPS; "
+                f"{trace.cue_note}")
+            record["renders"][job.name] = trace_record(job, trace)
+        (Path(tmp) / "render.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_clip: str | None, cue_mode: str,
+                    audio: str | Path | Iterable[np.ndarray], fps: float, out: str | Path | None = None,
+                    realtime: bool = True, on_frame: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:
+    """Live mode: render `audio` (a file, read at real-time pace if `realtime`, or float32 16 kHz blocks)
+    with cues from `cue_clip` (None = the identity's first clip) -> the latency summary."""
+    from emotag_core.io.frames import FrameStore
+    from emotag_core.render.api import render_stream
+
+    clip = cue_clip or FrameStore(files.table("frames")).clip_ids[0]
+    cues = cue_track(files, clip, 0, None, cue_mode)
+    trace = render_stream(animator, audio, features, cues, out=out, on_frame=on_frame, realtime=realtime, fps=fps)
+    return trace.summary()
+
+
+def feature_backend(audio_features: Any, fps: float) -> Any:
+    """The audio feature backend the identity's tables (and so its GRMN) were built with."""
+    from emotag_core.teachers import audio as audio_teacher
+
+    return audio_teacher.load(audio_features.backend, audio_features, fps=fps)
