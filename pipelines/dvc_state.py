@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 
 from emotag_core.errors import EmotagError
-
-# per-identity preprocessing stages, in dependency order (mirrors dvc.yaml)
-PREPROCESS = ("ingest", "landmarks", "audio_features", "aus", "emotion", "identity", "track", "geometry")
+from stages.registry import PREPROCESS  # noqa: F401 - re-exported for the flows' callers
 
 
 def _dvc() -> list[str]:

@@ -21,7 +21,9 @@ from pathlib import Path
 from emotag_core.datasets import Identity, write_manifest
 from emotag_core.errors import EmotagError
 from pipelines import dvc_state
-from pipelines.dvc_state import PREPROCESS
+from stages import registry
+from stages.common import Paths
+from stages.registry import PREPROCESS
 
 
 @dataclass
@@ -55,26 +57,10 @@ def discover(dataset: str, root: Path, videos: Path | None = None, role: str | N
 
 
 def register(identities: list[Identity], repo: Path = Path(".")) -> None:
-    """Write each identity's clip manifest under data/raw/<id>/ and list it in params.yaml."""
-    from stages import cli
-
-    params = cli._load_rt(repo / "params.yaml")
-    idents = params.setdefault("identities", {})
-    from ruamel.yaml.comments import CommentedMap
-
+    """Write each identity's clip manifest under data/raw/<id>/ and list it in params.yaml (and the DAG)."""
     for ident in identities:
-        folder = repo / "data" / "raw" / ident.id
-        write_manifest(ident, folder)
-        if ident.id not in idents:
-            e = CommentedMap(role=ident.role, source=f"data/raw/{ident.id}")
-            e.fa.set_flow_style()
-            idents[ident.id] = e
-        key = "targets" if ident.role == "target" else "corpus"
-        lst = params.setdefault(key, [])
-        if ident.id not in lst:
-            lst.append(ident.id)
-    cli._dump_rt(repo / "params.yaml", params)
-    cli.sync_dag(repo / "params.yaml", repo / "dvc.yaml")
+        write_manifest(ident, Paths(ident.id, repo).raw)
+    registry.register_identities([(i.id, i.role) for i in identities], repo / registry.PARAMS, repo / registry.DVC_YAML)
 
 
 def _transient_only(task, task_run, state) -> bool:
@@ -152,7 +138,7 @@ def preprocess(ids: list[str], workers: int = 2, runner: str = "thread", address
 
             tr = ThreadPoolTaskRunner(max_workers=workers)
         flow_fn = _make_flow(tr, retries, retry_delay)
-        log_dir = str((repo / "data" / "logs" / "onboard").resolve())
+        log_dir = str(registry.onboard_logs(repo).resolve())
         cmds = dvc_state.stage_commands(repo)
         out = flow_fn(todo, cmds, str(repo.resolve()), log_dir)
         done: list[str] = []

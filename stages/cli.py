@@ -10,108 +10,13 @@
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 from pathlib import Path
 
 from emotag_core.errors import ConfigError, EmotagError, InputError
-
-PARAMS = Path("params.yaml")
-DVC_YAML = Path("dvc.yaml")
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# tables of an identity that the corpus stage reads
-CORPUS_TABLES = ("frames", "audio_features", "aus", "emotion", "identity", "flame")
-
-
-def _yaml():
-    from ruamel.yaml import YAML
-
-    y = YAML()
-    y.preserve_quotes = True
-    y.indent(mapping=2, sequence=4, offset=2)
-    y.width = 120
-    return y
-
-
-def _load_rt(path: Path):
-    return _yaml().load(path.read_text(encoding="utf-8"))
-
-
-def _dump_rt(path: Path, data) -> None:
-    import io
-
-    from emotag_core.io.atomic import write_text
-
-    buf = io.StringIO()
-    _yaml().dump(data, buf)
-    write_text(path, buf.getvalue())
-
-
-def add_identity(videos: list[Path], identity: str, role: str, params_path: Path = PARAMS) -> Path:
-    """Copy videos to data/raw/<id>/ and register the identity in params.yaml (and the DAG)."""
-    if not ID_RE.match(identity):
-        raise ConfigError(f"identity id `{identity}` must be letters, digits, `_`, `-` or `.`")
-    if role not in ("target", "corpus"):
-        raise ConfigError(f"--role must be target or corpus, got `{role}`")
-    for v in videos:
-        if not v.is_file():
-            raise InputError(v, "no such file", "give the path of a video file")
-        if v.suffix.lower() not in VIDEO_EXTS:
-            raise InputError(v, f"extension `{v.suffix}` is not a video container we read",
-                             f"use one of {sorted(VIDEO_EXTS)}")
-        if v.stat().st_size == 0:
-            raise InputError(v, "file is empty")
-    data = _load_rt(params_path)
-    idents = data.setdefault("identities", {})
-    if identity in idents:
-        raise ConfigError(f"identity `{identity}` already exists in {params_path}; pick another --id")
-    dest = Path("data/raw") / identity
-    dest.mkdir(parents=True, exist_ok=True)
-    for v in videos:
-        shutil.copy2(v, dest / v.name)
-    from ruamel.yaml.comments import CommentedMap
-
-    entry = CommentedMap(role=role, source=str(dest))
-    entry.fa.set_flow_style()
-    idents[identity] = entry
-    key = "targets" if role == "target" else "corpus"
-    lst = data.setdefault(key, [])
-    if identity not in lst:
-        lst.append(identity)
-    _dump_rt(params_path, data)
-    sync_dag(params_path)
-    return dest
-
-
-def corpus_deps(corpus: list[str]) -> list[str]:
-    return [f"data/processed/{i}/{t}.parquet" for i in corpus for t in CORPUS_TABLES]
-
-
-def sync_dag(params_path: Path = PARAMS, dvc_path: Path = DVC_YAML) -> bool:
-    """Rewrite the `corpus` stage's per-identity deps from params; returns True if changed."""
-    params = _load_rt(params_path)
-    dag = _load_rt(dvc_path)
-    stage = dag.get("stages", {}).get("corpus")
-    if stage is None:
-        return False
-    keep = [d for d in stage.get("deps", []) if not str(d).startswith("data/processed/")]
-    want = keep + corpus_deps(list(params.get("corpus", [])))
-    if [str(d) for d in stage.get("deps", [])] == want:
-        return False
-    stage["deps"] = want
-    _dump_rt(dvc_path, dag)
-    return True
-
-
-def dag_in_sync(params_path: Path = PARAMS, dvc_path: Path = DVC_YAML) -> bool:
-    params = _load_rt(params_path)
-    stage = _load_rt(dvc_path).get("stages", {}).get("corpus")
-    if stage is None:
-        return True
-    have = [str(d) for d in stage.get("deps", []) if str(d).startswith("data/processed/")]
-    return have == corpus_deps(list(params.get("corpus", [])))
+from stages.common import Paths
+from stages.registry import PARAMS, add_identity, dag_in_sync, sync_dag  # noqa: F401 - the verbs' logic
 
 
 def doctor() -> list[tuple[str, str, bool, str]]:
@@ -243,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.audio.exists():
                 raise InputError(args.audio, "no such audio file")
-            out = args.out or Path("data/renders") / args.identity / f"{args.audio.stem}.mp4"
+            out = args.out or Paths(args.identity).renders / f"{args.audio.stem}.mp4"
             summary = stream(args.identity, args.audio, out=out, realtime=args.stream)
             print(f"wrote {out}")
             for k, v in summary.items():

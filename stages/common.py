@@ -27,6 +27,11 @@ class Paths:
         self.root = root or Path(".")
 
     @property
+    def raw(self) -> Path:
+        """Where `emotag add-identity` / the onboarding flow put an identity's videos or clip manifest."""
+        return self.root / DATA / "raw" / self.id
+
+    @property
     def processed(self) -> Path:
         return self.root / DATA / "processed" / self.id
 
@@ -68,6 +73,7 @@ class Paths:
 PRETRAIN_MODELS = DATA / "models" / "pretrain"
 PRETRAIN_METRICS = DATA / "metrics" / "pretrain"
 CORPUS_DIR = DATA / "processed" / "_corpus"
+LOGS = DATA / "logs"
 
 
 def params(path: str | Path = "params.yaml") -> Params:

@@ -58,7 +58,6 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "tests/train/test_audio_aug.py": "H1: calls stages.pretrain glue",
     "tests/train/test_audio_stats.py": "H1: calls stages.pretrain glue",
     "tests/train/test_livelog.py": "H1: calls stages.pretrain.LiveLog",
-    "pipelines/onboard.py": "H3: onboard calls the CLI's private _load_rt/_dump_rt",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
     "stages/adapt.py": "H1: adapt imports stages.corpus and stages.pretrain",
