@@ -78,12 +78,21 @@ def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
     size = int(meta["frame_size"][0])
     model = load_head_model(params.flame, tcfg.device)
     tracker = Tracker(model, tcfg, size)
+    if tracker.use_blendshapes(meta.get("blendshape_names", [])):   # ICT: MediaPipe scores as the prior
+        from emotag_core.io.tables import column_array, read_table
+
+        lt, _ = read_table(work / "landmarks.parquet", "landmarks", columns=["clip_id", "frame", "blendshapes"])
+        bs = column_array(lt, "blendshapes").reshape(lt.num_rows, -1)
+        cid_l = np.array(lt.column("clip_id").to_pylist())
+        fr_l = column_array(lt, "frame")
+        clips = [(c, f, l, fd, bs[np.nonzero(cid_l == c)[0][np.argsort(fr_l[cid_l == c])]])
+                 for c, f, l, fd in clips]
     n = sum(len(c[1]) for c in clips)
     images = frame_images(work / "frames.parquet") if tcfg.photo_weight > 0 else None
     w0, c0 = time.perf_counter(), time.process_time()
     tracker.fit_identity(clips, images)
     w1, c1 = time.perf_counter(), time.process_time()
-    tracks = [tracker.track_clip(*c, images=images) for c in clips]
+    tracks = [tracker.track_clip(*c[:4], images=images, blendshapes=c[4] if len(c) > 4 else None) for c in clips]
     if tcfg.device.startswith("cuda"):
         torch.cuda.synchronize()
     w2, c2 = time.perf_counter(), time.process_time()
@@ -101,12 +110,14 @@ def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
         acc = track_accuracy(model_cpu, truth, box, size, fit, tracker.shape.cpu().numpy(), tracker.camera.focal,
                              t.clip_id)
         per_clip.append(acc)
+    regions = {k: np.concatenate([a.region_px[k][a.valid] for a in per_clip]) for k in per_clip[0].region_px}
     v = np.concatenate([a.vertex_px[a.valid] for a in per_clip])
     j = np.concatenate([a.jaw_deg[a.valid] for a in per_clip])
     fit_px = np.concatenate([t.fit_error_px[t.valid] for t in tracks])
     return {"frames": n, "vertex_px": float(v.mean()), "vertex_px_p95": float(np.percentile(v, 95)),
             "jaw_deg": float(j.mean()), "jaw_deg_p95": float(np.percentile(j, 95)),
             "landmark_fit_px": float(fit_px.mean()), "focal": tracker.camera.focal,
+            **{f"{k}_visible_px": float(np.nanmean(e)) for k, e in regions.items()},
             "identity_s": w1 - w0, "clips_s": w2 - w1, "wall_s": w2 - w0, "cpu_s": (c2 - c1) + (c1 - c0),
             "fps": n / (w2 - w0), "fps_cpu": n / max((c2 - c1) + (c1 - c0), 1e-9)}
 
@@ -140,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/emotag-bench-track"), help="scratch folder (reused)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--device", default=None, help="override track.device (e.g. cuda)")
+    ap.add_argument("--model", default=None, help="override flame.model (synth renders and track fits with it)")
     ap.add_argument("--photo-weight", type=float, default=None, help="override track.photo_weight (photometric term)")
     ap.add_argument("--shape-std", type=float, default=None, help="override synth.shape_std")
     ap.add_argument("--calib-iters", type=int, default=None, help="override synth.texture_calib_iters")
@@ -148,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     suffix = ""                                               # synth overrides get their own scratch folders
+    if args.model is not None:
+        params = replace(params, flame=replace(params.flame, model=args.model))
+        suffix += f"_{args.model}"
     if args.shape_std is not None:
         params = replace(params, synth=replace(params.synth, shape_std=args.shape_std))
         suffix += f"_std{args.shape_std:g}"

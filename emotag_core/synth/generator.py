@@ -48,6 +48,14 @@ LIP_AUS: dict[str, dict[str, float]] = {
     "bite": {"AU10": 0.5},
 }
 BLINK_AUS = ("AU45", "AU43")
+# FACS AUs -> ARKit-named shapes of the ICT model (ICT-FaceKit's README table; split L/R shapes both)
+AU_TO_ARKIT: dict[str, tuple[str, ...]] = {
+    "AU01": ("browInnerUp",), "AU02": ("browOuterUp",), "AU04": ("browDown",), "AU05": ("eyeWide",),
+    "AU06": ("cheekSquint",), "AU07": ("eyeSquint",), "AU09": ("noseSneer",), "AU10": ("mouthShrugUpper",),
+    "AU12": ("mouthSmile",), "AU14": ("mouthDimple",), "AU15": ("mouthFrown",), "AU17": ("mouthShrugLower",),
+    "AU18": ("mouthPucker",), "AU20": ("mouthStretch",), "AU22": ("mouthFunnel",), "AU23": ("mouthPress",),
+    "AU24": ("mouthPress",), "AU45": ("eyeBlink",),
+}
 MOUTH_INSIDE = np.array([70.0, 25.0, 30.0])
 TEETH = np.array([225.0, 220.0, 205.0])
 
@@ -267,8 +275,16 @@ def animate(model: torch.nn.Module, ident: Identity, script: Script, cfg: SynthC
 
     names = list(getattr(model, "expr_names", []) or [])
     au_named = any(n.startswith("AU") for n in names)
-    au_names = [n for n in names if n.startswith("AU")] if au_named else sorted(
-        {a for d in EMOTION_AUS.values() for a in d})
+    # ARKit-named shapes (ICT): each AU drives its shapes (both sides), so emotions are coded on them
+    arkit = {au: [k for k, n in enumerate(names) if n.split("_")[0] in shapes]
+             for au, shapes in AU_TO_ARKIT.items()} if not au_named else {}
+    arkit = {au: ks for au, ks in arkit.items() if ks}
+    if au_named:
+        au_names = [n for n in names if n.startswith("AU")]
+    elif arkit:
+        au_names = sorted(arkit)
+    else:
+        au_names = sorted({a for d in EMOTION_AUS.values() for a in d})
     A = np.zeros((T, len(au_names)))
 
     def add(au: str, values: np.ndarray) -> None:
@@ -308,6 +324,11 @@ def animate(model: torch.nn.Module, ident: Identity, script: Script, cfg: SynthC
     if au_named:
         for j, au in enumerate(au_names):
             expr[:, names.index(au)] = A[:, j] * cfg.au_gain
+    elif arkit:
+        for j, au in enumerate(au_names):
+            for k in arkit[au]:
+                expr[:, k] += A[:, j] * cfg.au_gain
+        expr = np.clip(expr, 0, 1)                 # ARKit weights live in [0, 1]
     else:  # bases without AU names (e.g. FLAME): a fixed direction per emotion on the first bases
         k = min(E, 10)
         for lab_i, lab in enumerate(EMOTION_LABELS):
