@@ -36,7 +36,7 @@ from emotag_core.motion.grmn import GRMN, GRMNSpec  # noqa: E402
 from emotag_core.render.driver import Animator, CueTrack, GateControl, animate_stream, apply_gate  # noqa: E402
 from emotag_core.render.graphed import FramePoser, GraphedAnimator  # noqa: E402
 from emotag_core.teachers.audio import LogMelFeatures  # noqa: E402
-from emotag_core.train.scene import build_scene  # noqa: E402
+from emotag_core.avatar.scene import build_scene  # noqa: E402
 
 SR, FPS = 16000, 25.0
 

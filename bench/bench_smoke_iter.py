@@ -22,7 +22,7 @@ def main() -> None:
     from emotag_core.motion.grmn import GRMN
     from emotag_core.train.data import CorpusLoader
     from emotag_core.train.loop import LossSwitches, compute_losses
-    from emotag_core.train.scene import build_scene
+    from emotag_core.avatar.scene import build_scene
     from stages.common import params
     from stages.pretrain import grmn_spec, read_corpus
 

@@ -1,6 +1,6 @@
 """Training speed in the paper profile (issue 6): pretrain iterations/s and a 20k-iteration adaptation's
 wall time at 512x512 with ~60k Gaussians, batch 1, through the real loops (`train.loop.pretrain/adapt`,
-`train.scene.build_scene`, `train.data.CorpusLoader`) on synthetic tables written here in the real
+`avatar.scene.build_scene`, `train.data.CorpusLoader`) on synthetic tables written here in the real
 schemas (512x512 JPEG frame store, 320-d log-mel-sized audio features, open head model tracks,
 128x128 geometry maps). Then a per-phase breakdown of one iteration (synchronized timers) and a
 CUDA kernel profile of the adaptation loop (what dominates: rasterizer fwd/bwd, GRMN, data).
@@ -39,7 +39,7 @@ from emotag_core.motion.grmn import GRMN, GRMNSpec  # noqa: E402
 from emotag_core.train import losses  # noqa: E402
 from emotag_core.train.data import CorpusLoader, build_identity_index  # noqa: E402
 from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, freeze_for_adaptation, pretrain  # noqa: E402
-from emotag_core.train.scene import build_scene  # noqa: E402
+from emotag_core.avatar.scene import build_scene  # noqa: E402
 
 FEAT_DIM, ID_DIM, FX = 320, 128, 900.0
 
@@ -174,11 +174,9 @@ def breakdown_fast(grmn: GRMN, scene, loader: CorpusLoader, dev: str, size: int,
     return {k: float(statistics.median(v[skip:])) for k, v in timing.items()}
 
 
-def breakdown(grmn: GRMN, scene, loader: CorpusLoader, dev: str, size: int, static: bool, geo: bool,
+def breakdown(grmn: GRMN, scene, loader: CorpusLoader, dev: str, size: int, static: bool, sw: LossSwitches,
               opt: torch.optim.Optimizer, iters: int) -> dict:
-    """One iteration cut into synchronized phases (the same calls as `loop.compute_losses`)."""
-    import torch.nn.functional as F
-
+    """One iteration cut into synchronized phases (the scene's steps and loss terms `loop.loss_terms` composes)."""
     ph: dict[str, list[float]] = {}
 
     def mark(name: str, t0: float) -> float:
@@ -201,21 +199,14 @@ def breakdown(grmn: GRMN, scene, loader: CorpusLoader, dev: str, size: int, stat
             out = grmn(batch.audio, batch.aus, batch.s)
             expr, jaw, mouth = out.expr, out.jaw, out.mouth
             t = mark("grmn_fwd", t)
-        verts = scene.head[0](scene.shape, expr, jaw, batch.rot, batch.trans)
-        t = mark("head_fwd", t)
-        g = scene.avatar.bind(verts, mouth)
-        t = mark("bind_fwd", t)
-        K = scene.K.clone()
-        K[:2] *= size / scene.frame_size
-        r = scene.rasterize(g, K.expand(expr.shape[0], 3, 3), size)
+        g = scene.pose(expr, jaw, batch.rot, batch.trans, mouth)  # head model + binding (Eq. 7-8)
+        t = mark("pose_fwd", t)
+        r = scene.rasterize(g, scene.intrinsics(size, expr.shape[0]), size)  # splat inputs -> rasterize -> maps
         t = mark("raster_fwd", t)
-        bg = F.interpolate(scene.background, size=(size, size), mode="bilinear", align_corners=False)
-        img = r["colour"] + (1 - r["alpha"]) * bg.clamp(0, 1)
-        total = losses.render_loss(img, batch.image)
+        terms = losses.image_terms(scene.composite(r, size), batch.image, sw, batch.depth, batch.normal)
         if out is not None:
-            total = total + losses.kl_loss(batch.p_emo, out.z_e) + losses.score_loss(out.g, batch.e)
-        if geo:
-            total = total + losses.geo_loss(r["depth"], batch.depth, r["normal"], batch.normal)
+            terms.update(losses.motion_terms(out, batch.p_emo, batch.e, batch.expr, batch.jaw, sw))
+        total = losses.total_loss(terms, sw, batch.audio.new_zeros(()))  # Eq. 10, as the loop sums it
         float(total.detach())
         t = mark("losses", t)
         total.backward()
@@ -356,7 +347,7 @@ def main() -> None:
     opt = torch.optim.AdamW([{"params": tuned}, {"params": list(scene_t.parameters())}], lr=5e-4, **kw)
     for static in (True, False):
         out[f"{'static' if static else 'joint'}_eager_streamed"] = breakdown(
-            grmn, scene_t, loader_t, dev, a.size, static, True, opt, a.breakdown_iters)
+            grmn, scene_t, loader_t, dev, a.size, static, LossSwitches(geo=True), opt, a.breakdown_iters)
     if dev == "cuda":
         loader_t.preload(dev)
         for static in (True, False):

@@ -295,7 +295,7 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
             scenes, target_scene = {}, None
             if c.render:  # the paper's L_Render: each identity's Gaussian avatar, as the pretrain / adapt stages build it
                 from emotag_core.flame import load_head_model
-                from emotag_core.train.scene import build_scene
+                from emotag_core.avatar.scene import build_scene
 
                 head = load_head_model(p.flame, device)
                 scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=device)
@@ -593,7 +593,7 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
 
 def _n_mouth(p: Any, meta: dict[str, Any]) -> int:
     from emotag_core.flame import load_head_model
-    from emotag_core.train.scene import build_scene
+    from emotag_core.avatar.scene import build_scene
 
     return build_scene(load_head_model(p.flame, "cpu"), meta, p.pretrain.n_gaussians, 0, "torch").n_mouth
 

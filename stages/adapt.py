@@ -25,7 +25,7 @@ def main(identity: str) -> None:
     from emotag_core.train.checkpoint import clear_checkpoints, load_latest, load_model
     from emotag_core.train.data import CorpusLoader, build_identity_index, file_digest
     from emotag_core.train.loop import adapt
-    from emotag_core.train.scene import build_scene
+    from emotag_core.avatar.scene import build_scene
 
     p = params()
     c, a = p.pretrain, p.adapt

@@ -137,7 +137,7 @@ def main() -> None:
     from emotag_core.flame import load_head_model
     from emotag_core.train.data import CorpusLoader
     from emotag_core.train.loop import pretrain
-    from emotag_core.train.scene import build_scene
+    from emotag_core.avatar.scene import build_scene
 
     p = params()
     c = p.pretrain

@@ -1,17 +1,24 @@
-"""One identity's renderable scene: head model + FLAME-rigged Gaussians + a static background.
+"""One identity's renderable scene, as a pipeline of public steps (paper Sec. 3.1-3.2, Eq. 3, 7-8):
 
-`IdentityScene.render` takes FLAME motion (expression, jaw, head pose) and the mouth-Gaussian
-offsets that GRMN predicts, and returns the composited image with its alpha, depth and normal
-maps. The Gaussians and the background are the identity's trainable appearance; the head model
-is shared and fixed.
+    pose           FLAME motion (+ GRMN's mouth offsets) -> posed Gaussians       `IdentityScene.pose`
+    splat inputs   posed Gaussians -> means, quats, scales, opacities, features  `splat_inputs`
+    rasterize      splat inputs -> splatted features, alpha, accumulated depth   `rasterize_splats`
+    maps           -> colour, alpha, depth, normal maps                          `maps`
+    composite      maps + the identity's background -> `image`                   `IdentityScene.composite`
+
+`IdentityScene.render` runs them in order. The training step (`train.loop`), the CUDA-graphed training
+step (`train.fast`) and the graphed animator (`render.graphed`) compose these same steps; they differ
+only in which of them a CUDA graph replays. The Gaussians and the background are the identity's trainable
+appearance; the head model is shared and fixed.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
+
+from emotag_core.errors import InputError
 
 
 class Scene(Protocol):
@@ -25,23 +32,73 @@ class Scene(Protocol):
                size: int) -> dict[str, Tensor]: ...
 
 
-# rasterize(gaussians, K [B, 3, 3] at `size`, size) -> {"colour" [B, 3, H, W], "alpha" [B, 1, H, W],
-#                                                      "depth" [B, H, W], "normal" [B, H, W, 3]}
-Rasterize = Callable[..., dict[str, Tensor]]
+class Splats(NamedTuple):
+    """What a rasterizer backend splats (a tuple: a CUDA graph can return it as its outputs)."""
+
+    means: Tensor  # [B, N, 3] camera space
+    quats: Tensor  # [B, N, 4]
+    scales: Tensor  # [B, N, 3]
+    opacities: Tensor  # [B, N] in (0, 1)
+    features: Tensor  # [B, N, 6]: RGB seen from the camera + camera-space normal
+
+
+def camera_view(batch: int, like: Tensor) -> Tensor:
+    """The view matrix [B, 4, 4] of a scene: identity (its Gaussians are posed in camera space)."""
+    return torch.eye(4, device=like.device, dtype=like.dtype).expand(batch, 4, 4)
+
+
+def splat_inputs(g: Any, viewmat: Tensor) -> Splats:
+    """Posed Gaussians -> Splats: SH -> RGB per Gaussian from the camera centre, normals, opacities [B, N]."""
+    from emotag_core.avatar.rasterize import gaussian_features
+
+    feats = gaussian_features(g, viewmat, with_normals=True)  # [B, N, 6]
+    B, N = g.batch, g.n
+    opac = g.opacities if g.opacities.ndim == 2 else g.opacities[None].expand(B, N)
+    return Splats(g.means, g.quats, g.scales, opac, feats)
+
+
+def rasterize_splats(s: Splats, viewmat: Tensor, K: Tensor, size: int,
+                     backend: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
+    """Splats, viewmat [B, 4, 4], K [B, 3, 3] -> feat [B, H, W, 6], alpha [B, H, W, 1], depth acc [B, H, W, 1]
+    (H = W = size) with gsplat (CUDA) or the torch compositor (`backend`: auto, gsplat, torch)."""
+    from emotag_core.avatar.rasterize import resolve_backend
+
+    B = s.means.shape[0]
+    if K.shape != (B, 3, 3) or viewmat.shape != (B, 4, 4):
+        raise InputError(None, f"rasterize: K must be [B={B}, 3, 3] and viewmat [B, 4, 4], got "
+                               f"{tuple(K.shape)} and {tuple(viewmat.shape)}")
+    if resolve_backend(backend, s.means.device) == "gsplat":  # type: ignore[arg-type]
+        from emotag_core.avatar.gsplat_raster import rasterize_gsplat as fn
+    else:
+        from emotag_core.avatar.cpu_raster import rasterize_torch as fn
+    return fn(*s, viewmat, K, size, size)
+
+
+def maps(feat: Tensor, alpha: Tensor, zacc: Tensor) -> dict[str, Tensor]:
+    """Splatted features, alpha, accumulated depth -> colour/alpha [B, C, H, W], depth [B, H, W], normal [B, H, W, 3]."""
+    from emotag_core.avatar.rasterize import finish_maps
+
+    return render_maps(finish_maps(feat, alpha, zacc))
+
+
+def render_maps(r: Any) -> dict[str, Tensor]:
+    """An avatar RenderOutput -> the layout `render` returns (colour/alpha [B, C, H, W], depth [B, H, W], normal)."""
+    return {"colour": r.color.permute(0, 3, 1, 2), "alpha": r.alpha.permute(0, 3, 1, 2),
+            "depth": r.depth[..., 0], "normal": r.normal}
 
 
 class IdentityScene(nn.Module):
-    """Head model (fixed) + GaussianAvatar (trainable) + background image (trainable)."""
+    """Head model (fixed) + GaussianAvatar (trainable) + background image (trainable), rasterized by `backend`."""
 
     def __init__(self, head: nn.Module, avatar: nn.Module, shape: Tensor, K: Tensor, frame_size: int,
-                 rasterize: Rasterize, background_size: int = 64) -> None:
+                 backend: str = "auto", background_size: int = 64) -> None:
         super().__init__()
         self.head = [head]  # a list: shared, not a submodule (not saved with each identity)
         self.avatar = avatar
         self.register_buffer("shape", shape.reshape(1, -1).float())  # [1, S] tracked identity shape
         self.register_buffer("K", K.reshape(3, 3).float())  # intrinsics at `frame_size`
         self.frame_size = int(frame_size)
-        self.rasterize = rasterize
+        self.backend = backend
         self.background = nn.Parameter(torch.full((1, 3, background_size, background_size), 0.5))
 
     @property
@@ -49,7 +106,7 @@ class IdentityScene(nn.Module):
         return int(self.avatar.n_mouth)
 
     def pose(self, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, mouth: Tensor | None) -> Any:
-        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> posed Gaussians (camera space)."""
+        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> posed Gaussians (camera space, Eq. 7-8)."""
         verts = self.head[0](self.shape, expr, jaw, rot, trans)  # [B, V, 3]
         return self.avatar.bind(verts, mouth if mouth is not None and self.n_mouth > 0 else None)
 
@@ -58,6 +115,11 @@ class IdentityScene(nn.Module):
         K = self.K.clone()
         K[:2] *= size / self.frame_size
         return K.expand(batch, 3, 3)
+
+    def rasterize(self, g: Any, K: Tensor, size: int) -> dict[str, Tensor]:
+        """Posed Gaussians, K [B, 3, 3] at `size` -> maps (splat inputs -> rasterize -> maps)."""
+        view = camera_view(K.shape[0], K)
+        return maps(*rasterize_splats(splat_inputs(g, view), view, K, size, self.backend))
 
     def composite(self, out: dict[str, Tensor], size: int) -> dict[str, Tensor]:
         """Rasterized maps + the background image -> the same maps with `image` [B, 3, size, size] added."""
@@ -73,26 +135,6 @@ class IdentityScene(nn.Module):
         """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> image [B, 3, size, size] etc."""
         g = self.pose(expr, jaw, rot, trans, mouth)
         return self.composite(self.rasterize(g, self.intrinsics(size, expr.shape[0]), size), size)
-
-
-def render_maps(r: Any) -> dict[str, Tensor]:
-    """An avatar RenderOutput -> the layout `render` returns (colour/alpha [B, C, H, W], depth [B, H, W], normal)."""
-    return {"colour": r.color.permute(0, 3, 1, 2), "alpha": r.alpha.permute(0, 3, 1, 2),
-            "depth": r.depth[..., 0], "normal": r.normal}
-
-
-def gaussian_rasterize(backend: str = "auto") -> Rasterize:
-    """The avatar's rasterizer (gsplat on CUDA, the torch compositor on CPU) in the layout `render` needs."""
-
-    def fn(g: Any, K: Tensor, size: int) -> dict[str, Tensor]:
-        from emotag_core.avatar import rasterize
-
-        B = K.shape[0]
-        view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4)  # Gaussians are in camera space
-        return render_maps(rasterize(g, K, view, size, size, background=None, backend=backend))
-
-    fn.backend = backend  # type: ignore[attr-defined]  # the training loop's CUDA-graph path reads it
-    return fn
 
 
 def camera_K(camera: dict[str, Any]) -> Tensor:
@@ -121,4 +163,4 @@ def build_scene(head: nn.Module, meta: dict[str, Any], n_gaussians: int, seed: i
         mask[ids] = True
     avatar = GaussianAvatar(rest, head.faces, n_gaussians=n_gaussians, mouth_vertex_mask=mask, seed=seed).to(device)
     frame_size = int(meta["frame_size"][0])
-    return IdentityScene(head, avatar, shape, camera_K(meta["camera"]), frame_size, gaussian_rasterize(backend)).to(device)
+    return IdentityScene(head, avatar, shape, camera_K(meta["camera"]), frame_size, backend).to(device)

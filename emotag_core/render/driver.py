@@ -118,7 +118,7 @@ class CueTrack:
 
 
 class Scene(Protocol):
-    """An identity's renderable scene (emotag_core.train.scene.IdentityScene)."""
+    """An identity's renderable scene (emotag_core.avatar.scene.IdentityScene)."""
 
     n_mouth: int
 

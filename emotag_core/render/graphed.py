@@ -3,8 +3,9 @@ replayed from a captured CUDA graph (or compiled with torch.compile).
 
 At batch 1 a frame is kernel-launch bound: GRMN (4 Transformer layers), the head model and the
 binding (Eq. 7-8) launch a few hundred small kernels that each finish in microseconds. This
-module runs that part ("posing": audio/AU windows + identity + head pose -> posed Gaussians) as
-one CUDA-graph replay for a fixed batch size. The rasterizer stays eager: gsplat sizes its tile
+module runs that part ("posing": audio/AU windows + identity + head pose -> GRMN -> the scene's
+`pose` and `splat_inputs` steps, `emotag_core.avatar.scene`) as one CUDA-graph replay for a fixed
+batch size. The scene's rasterize, maps and composite steps stay eager: gsplat sizes its tile
 lists on the host (a device-to-host read of the intersection count), which a graph cannot hold.
 
     poser = FramePoser(grmn, scene, s, batch=1, mode="graph")
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from emotag_core.avatar.binding import Gaussians
+from emotag_core.avatar.scene import Splats, camera_view, maps, rasterize_splats, splat_inputs
 from emotag_core.errors import ConfigError, InputError
 from emotag_core.motion.grmn import GRMN
 from emotag_core.render.driver import Animated, Animator, GateControl, apply_gate
@@ -46,12 +47,20 @@ class Posed:
     jaw: Tensor  # [B, 3]
     g_pred: Tensor  # [B, 1] gate the network predicted (before the control)
     p_emo: Tensor | None  # [B, 7] softmax(z_e); None without the residual branch
+    opacities: Tensor  # [B, N]
+    features: Tensor  # [B, N, 6] RGB seen from the camera + camera-space normal
+
+    @property
+    def splats(self) -> Splats:
+        """What the rasterizer step takes (`avatar.scene.rasterize_splats`)."""
+        return Splats(self.means, self.quats, self.scales, self.opacities, self.features)
 
 
 class FramePoser:
-    """GRMN + gate control + head model + binding for a fixed batch size, eager / graphed / compiled.
+    """GRMN + gate control + the scene's pose and splat-input steps for a fixed batch size, eager / graphed /
+    compiled; `draw` runs the scene's remaining steps (rasterize -> maps -> composite) eagerly.
 
-    `scene` is an `emotag_core.train.scene.IdentityScene` (head model, avatar, shape, K, background).
+    `scene` is an `emotag_core.avatar.scene.IdentityScene` (head model, avatar, shape, K, background).
     """
 
     def __init__(self, grmn: GRMN, scene: Any, s: Tensor, batch: int, mode: PoseMode = "graph",
@@ -78,6 +87,7 @@ class FramePoser:
             "trans": torch.zeros(B, 3, device=dev),
         }
         self._in["trans"][:, 2] = 0.6
+        self._view = camera_view(B, self._in["rot"])  # [B, 4, 4]: the scene's Gaussians are in camera space
         self._fn = self._pose
         self._graph: torch.cuda.CUDAGraph | None = None
         self._out: tuple[Tensor, ...] | None = None
@@ -90,12 +100,10 @@ class FramePoser:
     def _pose(self, audio: Tensor, aus: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, ...]:
         raw = self.grmn(audio, aus, self.s)
         out = apply_gate(raw, self.control, self.grmn.spec.n_expr)  # Eq. 6 with the controlled gate
-        sc = self.scene
-        verts = sc.head[0](sc.shape, out.expr, out.jaw, rot, trans)  # [B, V, 3]
-        mouth = out.mouth if out.mouth.shape[1] > 0 and sc.n_mouth > 0 else None
-        gs = sc.avatar.bind(verts, mouth)  # Eq. 7-8
+        mouth = out.mouth if out.mouth.shape[1] > 0 else None
+        sp = splat_inputs(self.scene.pose(out.expr, out.jaw, rot, trans, mouth), self._view)  # Eq. 7-8
         p_emo = None if raw.z_e is None else raw.z_e.softmax(-1)
-        return gs.means, gs.quats, gs.scales, out.g, out.jaw, raw.g, p_emo
+        return sp.means, sp.quats, sp.scales, out.g, out.jaw, raw.g, p_emo, sp.opacities, sp.features
 
     @torch.no_grad()
     def _capture(self, warmup: int) -> None:
@@ -137,14 +145,9 @@ class FramePoser:
     def draw(self, posed: Posed, size: int) -> Tensor:
         """Rasterize posed Gaussians over the scene's background -> colour [B, 3, size, size] in [0, 1]."""
         sc = self.scene
-        av = sc.avatar
-        gs = Gaussians(means=posed.means, quats=posed.quats, scales=posed.scales,
-                       opacities=torch.sigmoid(av.opacity_logit), sh=av.sh)
-        K = sc.K.clone()
-        K[:2] *= size / sc.frame_size
-        out = sc.rasterize(gs, K.expand(self.batch, 3, 3), size)
-        bg = F.interpolate(sc.background, size=(size, size), mode="bilinear", align_corners=False)
-        return out["colour"] + (1.0 - out["alpha"]) * bg.clamp(0, 1)  # same compositing as IdentityScene.render
+        K = sc.intrinsics(size, self.batch)
+        r = maps(*rasterize_splats(posed.splats, self._view, K, size, sc.backend))
+        return sc.composite(r, size)["image"]  # the scene's own steps, as IdentityScene.render runs them
 
     def render(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor, size: int) -> Tensor:
         """pose + draw: [B, W, D], [B, W, A], [B, 3], [B, 3] -> [B, 3, size, size]."""

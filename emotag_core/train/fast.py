@@ -1,9 +1,12 @@
 """The training step on CUDA with everything but the rasterizer replayed from CUDA graphs.
 
+It composes the scene's steps (`avatar.scene`: pose -> splat inputs | rasterize | maps -> composite) and
+the loss terms (`losses.motion_terms`, `image_terms`, `total_loss`) that the eager step composes.
+
 At batch 1 and 512x512 a step is launch bound: GRMN (4 Transformer layers, two 112k-wide decoder
 heads), the head model, the binding (Eq. 7-8), the splat features, the map post-step and the
 losses launch close to a thousand small kernels forward and backward, while the rasterizer itself
-takes ~1 ms. This module computes exactly what `loop.compute_losses` computes, in three parts:
+takes ~1 ms. This module computes exactly what `loop.loss_terms` computes, in three parts:
 
     pose   (CUDA graph, forward + backward): [GRMN ->] head model -> binding -> splat features
                                               [+ L_KL, L_Score, param L1 from GRMN's outputs]
@@ -24,25 +27,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from emotag_core.avatar.scene import Splats, camera_view, maps, rasterize_splats, splat_inputs
 from emotag_core.train import losses
 
 
 def supported(scene: Any, sw: Any, device: str | torch.device) -> bool:
     """Whether the graphed step can run this scene: CUDA, an IdentityScene with the gsplat rasterizer."""
-    from emotag_core.train.scene import IdentityScene
+    from emotag_core.avatar.scene import IdentityScene
 
     return (torch.device(device).type == "cuda" and sw.render and isinstance(scene, IdentityScene)
-            and getattr(scene.rasterize, "backend", None) in ("auto", "gsplat"))
-
-
-def _splat_inputs(g: Any, viewmat: Tensor) -> tuple[Tensor, ...]:
-    """What `avatar.rasterize` hands the gsplat backend: means, quats, scales, opacities [B, N], features."""
-    from emotag_core.avatar.rasterize import gaussian_features
-
-    feats = gaussian_features(g, viewmat, with_normals=True)  # [B, N, 6] RGB + camera-space normal
-    B, N = g.batch, g.n
-    opac = g.opacities if g.opacities.ndim == 2 else g.opacities[None].expand(B, N)
-    return g.means, g.quats, g.scales, opac, feats
+            and scene.backend in ("auto", "gsplat"))
 
 
 class _Pose(nn.Module):
@@ -61,10 +55,10 @@ class _Pose(nn.Module):
         scene, sw = self._scene[0], self.sw
         if self.grmn is None:  # static stage: tracked motion
             expr, jaw, rot, trans = args
-            return _splat_inputs(scene.pose(expr, jaw, rot, trans, None), self.viewmat)
+            return splat_inputs(scene.pose(expr, jaw, rot, trans, None), self.viewmat)
         audio, aus, s, rot, trans, p_emo, e, expr_t, jaw_t = args
         out = self.grmn(audio, aus, s)
-        splat = _splat_inputs(scene.pose(out.expr, out.jaw, rot, trans, out.mouth), self.viewmat)
+        splat = splat_inputs(scene.pose(out.expr, out.jaw, rot, trans, out.mouth), self.viewmat)
         terms = losses.motion_terms(out, p_emo, e, expr_t, jaw_t, sw)  # the eager step's terms and weights
         self.terms = list(terms)
         return (*splat, *terms.values())
@@ -82,10 +76,7 @@ class _Maps(nn.Module):
         self.terms: list[str] = []
 
     def forward(self, feat: Tensor, alpha: Tensor, zacc: Tensor, ref: Tensor, *geo: Tensor) -> tuple[Tensor, ...]:
-        from emotag_core.avatar.rasterize import finish_maps
-        from emotag_core.train.scene import render_maps
-
-        r = self._scene[0].composite(render_maps(finish_maps(feat, alpha, zacc)), self.size)
+        r = self._scene[0].composite(maps(feat, alpha, zacc), self.size)
         terms = losses.image_terms(r, ref, self.sw, *geo)  # L_Render (Eq. 11) [+ L_Geo (Eq. 14)]
         self.terms = list(terms)
         return tuple(terms.values())
@@ -133,8 +124,6 @@ class GraphedStep:
 
     def __call__(self, scene: Any, batch: Any, static: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """(total loss, per-term detached tensors) of one batch, as `loop.compute_losses` defines them."""
-        from emotag_core.avatar.gsplat_raster import rasterize_gsplat
-
         sw, size, B = self.sw, self.size, batch.image.shape[0]
         key = (batch.identity, static)
         t = time.perf_counter() if self.timing is not None else 0.0
@@ -142,20 +131,19 @@ class GraphedStep:
             self._K[batch.identity] = scene.intrinsics(size, B).contiguous()
         K = self._K[batch.identity]
         if key not in self._pose:
-            view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4).contiguous()
-            mod = _Pose(None if static else self.grmn, scene, sw, view)
+            mod = _Pose(None if static else self.grmn, scene, sw, camera_view(B, K).contiguous())
             args = self._pose_args(batch, static)
             with torch.no_grad():
                 mod(*args)  # records which loss terms the graph returns
             self._terms[key] = list(mod.terms)
             self._pose[key] = self._graph(mod, args, f"the {'static' if static else 'joint'} pose of `{batch.identity}`")
         out = self._pose[key](*self._pose_args(batch, static))  # type: ignore[misc]
-        means, quats, scales, opac, feats = out[:5]
+        splats = Splats(*out[:5])
         named = dict(zip(self._terms[key], out[5:]))
         if self.timing is not None:
             t = self._mark("pose_fwd" if static else "grmn_pose_fwd", t)
         view = self._pose_view(B, K)
-        feat, alpha, zacc = rasterize_gsplat(means, quats, scales, opac, feats, view, K, size, size)
+        feat, alpha, zacc = rasterize_splats(splats, view, K, size, scene.backend)  # eager: gsplat sizes on the host
         if self.timing is not None:
             t = self._mark("gsplat_fwd", t)
         geo = sw.geo and batch.depth is not None and batch.normal is not None
@@ -176,7 +164,7 @@ class GraphedStep:
 
     def _pose_view(self, B: int, K: Tensor) -> Tensor:
         if not hasattr(self, "_view"):
-            self._view = torch.eye(4, device=K.device, dtype=K.dtype).expand(B, 4, 4)
+            self._view = camera_view(B, K)
         return self._view
 
     @staticmethod

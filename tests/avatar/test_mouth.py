@@ -104,7 +104,7 @@ def test_mouth_set_is_identity_independent():
     """Two identities (different shapes) on one template get the same Gaussian layout and mouth set."""
     from emotag_core.config import FlameConfig
     from emotag_core.flame import load_head_model
-    from emotag_core.train.scene import build_scene
+    from emotag_core.avatar.scene import build_scene
 
     torch.set_num_threads(1)
     head = load_head_model(FlameConfig(), "cpu")

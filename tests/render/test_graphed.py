@@ -12,7 +12,7 @@ from emotag_core.io.tables import UPPER_AUS
 from emotag_core.motion.grmn import GRMN, GRMNSpec
 from emotag_core.render.driver import Animator, GateControl, apply_gate
 from emotag_core.render.graphed import FramePoser, GraphedAnimator
-from emotag_core.train.scene import build_scene
+from emotag_core.avatar.scene import build_scene
 
 torch.set_num_threads(1)
 

@@ -21,7 +21,7 @@ from emotag_core.train.data import CorpusLoader, build_identity_index
 from emotag_core.train import losses
 from emotag_core.train.fast import GraphedStep
 from emotag_core.train.loop import LoopConfig, LossSwitches, adapt, freeze_for_adaptation, loss_terms, pretrain
-from emotag_core.train.scene import build_scene
+from emotag_core.avatar.scene import build_scene
 
 pytestmark = pytest.mark.gpu
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

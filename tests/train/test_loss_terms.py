@@ -1,8 +1,9 @@
 """The eager step and the CUDA-graphed step assemble Eq. 10 from the same functions (`losses.motion_terms`,
 `image_terms`, `total_loss`), with every switch, so a weight one path forgets cannot hide.
 
-The graphed step's parts (`fast._Pose`, `fast._Maps`) are plain modules: with the CUDA-graph capture
-replaced by the module itself they run on the CPU, which checks their composition here without a GPU
+The graphed step's parts (`fast._Pose`, `fast._Maps`) are plain modules and its rasterizer is the scene's
+(`avatar.scene.rasterize_splats`, the torch one here): with the CUDA-graph capture replaced by the module
+itself the step runs on the CPU, which checks its composition here without a GPU
 (tests/train/test_fast_gpu.py checks the captured graphs on CUDA)."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ JAW3 = dict(geo=True, param_supervision=1.0, param_jaw_weight=3.0)  # non-defaul
 def _setup(tmp_path):
     from bench_train import FEAT_DIM, ID_DIM, write_identity  # real schemas, synthetic values
 
-    from emotag_core.train.scene import build_scene
+    from emotag_core.avatar.scene import build_scene
     from emotag_core.flame import load_head_model
 
     torch.manual_seed(0)
@@ -70,9 +71,6 @@ def test_graphed_step_composes_the_eager_terms_on_the_cpu(tmp_path, monkeypatch,
     scene, grmn, batch = _setup(tmp_path)
     sw = LossSwitches(**JAW3)
     monkeypatch.setattr(fast.GraphedStep, "_graph", lambda self, fn, args, what: fn)  # no capture on the CPU
-    from emotag_core.avatar import cpu_raster, gsplat_raster
-
-    monkeypatch.setattr(gsplat_raster, "rasterize_gsplat", cpu_raster.rasterize_torch)
     params = [p for m in (grmn, scene) for p in m.parameters()]
 
     def run(step):
