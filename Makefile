@@ -8,7 +8,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # We keep the headless build (no libGL needed) by reinstalling it last.
 OPENCV ?= opencv-contrib-python-headless==5.0.0.93
 
-.PHONY: setup system repro test test-gpu reliability bench clean-venv
+.PHONY: setup system repro test test-gpu reliability bench clean-venv device-kit
 
 system:
 	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || { \
@@ -40,6 +40,10 @@ test-gpu: setup
 # bad-input corpus + kill-and-resume trials at full count (tests/reliability/ runs a reduced set in `make test`)
 reliability: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/reliability.py
+
+# the wheel folder + helper files the device scripts carry (.whl/, git-ignored); see BENCHMARKS.md "Device kit"
+device-kit:
+	bash bench/device_kit.sh .whl
 
 clean-venv:
 	rm -rf $(VENV)

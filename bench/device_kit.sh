@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make device-kit`: the folder the device scripts carry (default .whl/, ignored by git), from the repo alone:
+# the wheels of what the device image (Python 3.12, torch, numpy, pyarrow, pytest, rich, ... see BENCHMARKS.md
+# "Device kit") lacks, plus bench/device_kit/sitecustomize.py. Run on a machine with pip and network to PyPI.
+set -euo pipefail
+KIT=${1:-.whl}
+# name==version, one each: gsplat's rasterizer (JIT-built there), smplx (FLAME lbs reference in tests/flame),
+# ruamel.yaml (the registry's round-trip YAML), PyAV (video I/O of the render/ingest code).
+WHEELS=(gsplat==1.5.3 smplx==0.1.28 ruamel.yaml==0.19.1 av==18.1.0)
+mkdir -p "$KIT"
+rm -f "$KIT"/*.whl
+for w in "${WHEELS[@]}"; do
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$KIT" "$w"
+done
+cp bench/device_kit/sitecustomize.py "$KIT"/
+ls -l "$KIT"
+du -sh "$KIT"
