@@ -62,6 +62,31 @@ def prepare_identity(params, seed: int, seconds: float, size: int, work: Path, q
     return work
 
 
+def prepare_folder(params, source: Path, work: Path, quiet: bool = True) -> Path:  # noqa: ANN001
+    """ingest -> landmarks of a folder of real videos (e.g. data/sample) into `work`; the landmarks table."""
+    from stages.ingest import ingest_folder
+    from stages.landmarks import run as landmarks_run
+
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "frames.parquet").exists():
+        ingest_folder(source, work / "frames.parquet", work / "audio", params.ingest, quiet=quiet)
+    if not (work / "landmarks.parquet").exists():
+        landmarks_run(work / "frames.parquet", work / "landmarks.parquet", params.landmarks, progress=not quiet)
+    return work / "landmarks.parquet"
+
+
+def landmark_clips(path: Path) -> tuple[list[tuple], dict]:
+    """Landmarks table -> [(clip_id, frames, landmarks, found, blendshapes [T, 52])] and its metadata."""
+    from emotag_core.io.tables import column_array, read_table
+    from stages.track import read_landmarks
+
+    clips, meta = read_landmarks(path)
+    lt, _ = read_table(path, "landmarks", columns=["clip_id", "frame", "blendshapes"])
+    bs = column_array(lt, "blendshapes").reshape(lt.num_rows, -1)
+    cid, fr = np.array(lt.column("clip_id").to_pylist()), column_array(lt, "frame")
+    return [(c, f, l, fd, bs[np.nonzero(cid == c)[0][np.argsort(fr[cid == c])]]) for c, f, l, fd in clips], meta
+
+
 def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
     """Track a prepared identity and measure the fit against its truth; returns numbers."""
     import pyarrow.parquet as pq

@@ -73,33 +73,34 @@ def test_neck_split_keeps_the_head_and_holds_the_body(ict):
     assert float(np.linalg.norm(fit.neck, axis=1).max()) > 0.05               # the head did turn on the neck
 
 
+def _bench():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("bench_track_synth", root / "bench" / "bench_track_synth.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def sample_landmarks(tmp_path_factory) -> Path:
     """The embedded sample identity (real video), ingested and landmarked as the DAG does (~12 s)."""
-    from emotag_core.config import IngestConfig, LandmarksConfig
-    from stages.ingest import ingest_folder
-    from stages.landmarks import run
+    from emotag_core.config import load_params
 
-    src = Path(__file__).resolve().parents[2] / "data" / "sample"
+    root = Path(__file__).resolve().parents[2]
+    src = root / "data" / "sample"
     if not (src / "sample.mp4").exists():
         pytest.skip("data/sample/sample.mp4 absent")
-    d = tmp_path_factory.mktemp("sample")
-    ingest_folder(src, d / "frames.parquet", d / "audio", IngestConfig(), quiet=True)
-    run(d / "frames.parquet", d / "landmarks.parquet", LandmarksConfig(), progress=False)
-    return d / "landmarks.parquet"
+    return _bench().prepare_folder(load_params(root / "params.yaml"), src, tmp_path_factory.mktemp("sample"))
 
 
 def test_landmark_embedding_on_real_frames(ict, sample_landmarks):
     """Mean reprojection error of the tracked landmarks on the sample (real video; MediaPipe landmarks +
     blendshapes) <= 2.3 px, the open face-mask model's error there. The embedding came from registering
     MediaPipe's canonical mesh, never from these frames."""
-    from emotag_core.io.tables import column_array, read_table
-    from stages.track import read_landmarks
-
-    clips, meta = read_landmarks(sample_landmarks)
-    table, _ = read_table(sample_landmarks, "landmarks", columns=["blendshapes"])
-    bs = column_array(table, "blendshapes").reshape(table.num_rows, -1)
-    cid, frames, lmk, found = clips[0]
+    clips, meta = _bench().landmark_clips(sample_landmarks)
+    cid, frames, lmk, found, bs = clips[0]
     tr = Tracker(ict, TrackConfig(), int(meta["frame_size"][0]))
     assert tr.use_blendshapes(meta["blendshape_names"])
     tr.fit_identity([(cid, frames, lmk, found, bs)])
