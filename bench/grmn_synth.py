@@ -145,27 +145,7 @@ def _dvc_set(listed: dict[str, Any], key: str, val: str) -> str:
     return f"{key}={val}" if name in (listed.get(sec) or {}) else f"+{key}={val}"
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.std() < 1e-9 or b.std() < 1e-9:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def audio_energy(wav: Path, t: np.ndarray, half_window_s: float = 0.02) -> np.ndarray:
-    """RMS of the (16-bit PCM) audio in a 40 ms window centred on each frame time, scaled to [0, 1]."""
-    import wave
-
-    with wave.open(str(wav), "rb") as w:
-        sr, n, ch = w.getframerate(), w.getnframes(), w.getnchannels()
-        x = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32).reshape(-1, ch).mean(axis=1) / 32768.0
-    h = int(round(half_window_s * sr))
-    out = np.zeros(len(t))
-    for i, ti in enumerate(t):
-        c = int(round(ti * sr))
-        seg = x[max(0, c - h): c + h]
-        out[i] = np.sqrt(np.mean(seg ** 2)) if len(seg) else 0.0
-    return (out - out.min()) / max(out.max() - out.min(), 1e-12)
+from emotag_core.metrics.motion import audio_energy, pearson  # noqa: E402 - re-exported (diag_gate_signals)
 
 
 def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "cpu",
@@ -182,13 +162,15 @@ def evaluate_model(grmn: Any, ix: Any, clip: str | None = None, device: str = "c
     from emotag_core.train.data import CorpusLoader
     from stages.common import Paths
 
+    from emotag_core.split import Segment, last_clip
+
     identity = ix.identity
     paths = Paths(identity)
-    clips = ix.index.column("clip_id").to_pylist()
-    clip = clip or sorted(set(clips))[-1]
+    clip = clip or last_clip(ix.index)
     usable = ix.index.column("usable").to_numpy(zero_copy_only=False)
     t_all = ix.index.column("t").to_numpy()
-    rows = np.array([i for i, c in enumerate(clips) if c == clip and usable[i] and t_all[i] >= from_s], dtype=np.int64)
+    # the Split's segments: from_s is the adaptation part's end (frame round(from_s * fps), as the adapt loader)
+    rows = Segment(clip, int(round(from_s * float(ix.meta["fps"])))).rows(ix.index, usable)
     t = t_all[rows]
     loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False, clip_norm=grmn.spec.clip_norm)
     au_loader = CorpusLoader([ix], 64, 16, window=grmn.spec.window, with_images=False, score_target="aus")

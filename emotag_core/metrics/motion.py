@@ -65,3 +65,31 @@ def aue(pred: np.ndarray, gt: np.ndarray, names: Sequence[str], available: Seque
         else:
             out[f"aue_{key}"] = np.full(len(pred), np.nan)
     return out
+
+
+# ---- motion against synthetic truth (the grmn_eval protocol: predicted vs true jaw / gate vs intensity)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson r of two series [T]; None when either is constant (r undefined)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def audio_energy(wav: str, t: np.ndarray, half_window_s: float = 0.02) -> np.ndarray:
+    """RMS of a 16-bit PCM WAV in a 40 ms window centred on each frame time t [T] (s), scaled to [0, 1]
+    (the audio-energy baseline a predicted jaw is compared with)."""
+    import wave
+
+    with wave.open(str(wav), "rb") as w:
+        sr, n, ch = w.getframerate(), w.getnframes(), w.getnchannels()
+        x = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32).reshape(-1, ch).mean(axis=1) / 32768.0
+    h = int(round(half_window_s * sr))
+    out = np.zeros(len(t))
+    for i, ti in enumerate(t):
+        c = int(round(ti * sr))
+        seg = x[max(0, c - h): c + h]
+        out[i] = np.sqrt(np.mean(seg ** 2)) if len(seg) else 0.0
+    return (out - out.min()) / max(out.max() - out.min(), 1e-12)

@@ -52,3 +52,22 @@ def test_aue_lower_upper_sets():
     np.testing.assert_allclose(only["aue_u"], [0.0, 3.0])
     none = aue(pred, gt, names, available=["AU02"])
     assert np.isnan(none["aue_l"]).all() and none["aus_u"] == []
+
+
+def test_pearson_and_audio_energy(tmp_path):
+    import wave
+
+    from emotag_core.metrics.motion import audio_energy, pearson
+
+    x = np.sin(np.linspace(0, 6, 50))
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert pearson(x, -x) == pytest.approx(-1.0)
+    assert pearson(x, np.ones(50)) is None  # constant: r undefined
+    sr = 16000
+    sig = np.zeros(sr, np.float32)
+    sig[sr // 2:] = 0.5 * np.sin(np.arange(sr // 2) * 0.3)  # silent first half, loud second half
+    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(sr)
+        w.writeframes((sig * 32767).astype(np.int16).tobytes())
+    e = audio_energy(str(tmp_path / "a.wav"), np.array([0.1, 0.2, 0.7, 0.9]))
+    assert e[:2].max() == pytest.approx(0.0) and e[2:].min() == pytest.approx(1.0, abs=0.05)
