@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,22 +21,20 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from emotag_core.flame import load_head_model
     from emotag_core.motion.grmn import GRMN
-    from emotag_core.train.data import CorpusLoader
     from emotag_core.train.loop import LossSwitches, compute_losses
     from emotag_core.avatar.scene import build_scene
-    from stages.common import params
-    from stages.pretrain import grmn_spec, read_corpus
+    from emotag_core.config import load_params
+    from emotag_core.train.recipe import corpus_loader, grmn_spec, read_corpus
 
-    p = params()
+    p = load_params("params.yaml")
     c = p.pretrain
-    indices = read_corpus()
+    indices = read_corpus(Path("data/processed/_corpus"))
     head = load_head_model(p.flame, "cpu")
     scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer) for ix in indices}
     n_mouth = next(iter(scenes.values())).n_mouth
-    spec = grmn_spec(p, indices[0].meta, n_mouth)
+    spec = grmn_spec(c, p.ablation, p.audio_features.window, indices[0].meta, n_mouth)
     grmn = GRMN(spec)
-    loader = CorpusLoader(indices, c.batch_size, c.image_size, window=spec.window, seed=c.seed,
-                          cache_row_groups=c.cache_row_groups, with_images=True)
+    loader = corpus_loader(indices, c, spec)  # the pretrain stage's loader
     sw = LossSwitches.from_ablation(p.ablation)
     params_ = list(grmn.parameters()) + [q for s in scenes.values() for q in s.parameters()]
     opt = torch.optim.AdamW(params_, lr=c.lr)

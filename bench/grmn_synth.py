@@ -217,11 +217,11 @@ def evaluate(identity: str, clip: str | None = None) -> dict[str, Any]:
     from emotag_core.train.checkpoint import load_model
     from emotag_core.train.data import build_identity_index
     from stages.common import Paths, params
-    from stages.corpus import table_paths
+    from emotag_core.train.recipe import identity_tables
 
     torch.set_num_threads(1)
     p = params()
-    ix = build_identity_index(identity, table_paths(identity))
+    ix = build_identity_index(identity, identity_tables(Path("data") / "processed" / identity))
     grmn, extra = load_model(Paths(identity).models / "grmn.pt")
     m = evaluate_model(grmn, ix, clip)
     m.update(ablation=extra.get("ablation"), corpus=extra.get("corpus"),
@@ -248,11 +248,14 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
 
     from emotag_core.config import load_params
     from emotag_core.motion.grmn import GRMN
-    from emotag_core.train.data import CorpusLoader, build_identity_index
+    from emotag_core.train.data import build_identity_index
     from emotag_core.train.loop import adapt, pretrain
-    from stages.corpus import table_paths
-    from stages.pretrain import adapt_loop_config, audio_augment, grmn_spec, init_audio_norm, loss_switches, \
-        pretrain_loop_config
+    from emotag_core.split import Split
+    from emotag_core.train.recipe import adapt_loop_config, corpus_loader, grmn_spec, identity_tables, init_audio_norm, \
+        loss_switches, pretrain_loop_config
+
+    def table_paths(i: str) -> dict[str, str]:
+        return identity_tables(Path("data") / "processed" / i)
 
     torch.set_num_threads(int(os.environ.get("GRMN_THREADS", "1")))  # 1: fastest on a shared CPU
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -284,26 +287,22 @@ def run_inprocess(variants: list[str], device: str, seeds: list[int], out: Path,
                           for ix in corpus}
                 target_scene = build_scene(head, target.meta, c.n_gaussians, backend=c.rasterizer, device=device)
                 n_mouth = target_scene.n_mouth
-            grmn = GRMN(grmn_spec(p, corpus[0].meta, n_mouth))
+            grmn = GRMN(grmn_spec(c, p.ablation, p.audio_features.window, corpus[0].meta, n_mouth))
             init_audio_norm(grmn, corpus)  # pretrain.audio_norm: corpus statistics, never the target's
             grmn = grmn.to(device)
-            sw = loss_switches(p)
-            loader = CorpusLoader(corpus, c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                  cache_row_groups=c.cache_row_groups, with_images=c.render, clip_norm=c.clip_norm,
-                                  audio_aug=audio_augment(p), score_target=c.score_target)
-            cfg = pretrain_loop_config(p, checkpoint_every=0)
+            sw = loss_switches(c, p.ablation)
+            loader = corpus_loader(corpus, c, grmn.spec)
+            cfg = pretrain_loop_config(c, checkpoint_every=0)
             log: list[dict[str, float]] = []
             t0 = time.perf_counter()
             pretrain(grmn, scenes, loader, cfg, sw, device=device, log=lambda s, t: log.append(dict(t, step=s)),
                      progress=False)
             t_pre = time.perf_counter() - t0
             before = evaluate_model(grmn, target, device=device, keep_preds=keep_preds)  # pretrained, not yet adapted
-            ad_loader = CorpusLoader([target], c.batch_size, c.image_size, window=grmn.spec.window, seed=c.seed,
-                                     with_images=c.render, with_geometry=c.render, max_seconds=a.train_seconds,
-                                     clip_norm=c.clip_norm, score_target=c.score_target)
-            acfg = adapt_loop_config(p, checkpoint_every=0)
+            ad_loader = corpus_loader([target], c, grmn.spec, Split.from_config(a, None, target.index, target.meta["fps"]))
+            acfg = adapt_loop_config(c, a, checkpoint_every=0)
             t0 = time.perf_counter()
-            adapt(grmn, target_scene, target.identity, ad_loader, acfg, loss_switches(p, geo=c.render), device=device,
+            adapt(grmn, target_scene, target.identity, ad_loader, acfg, loss_switches(c, p.ablation, geo=c.render), device=device,
                   progress=False)
             t_ad = time.perf_counter() - t0
             m = evaluate_model(grmn, target, device=device, keep_preds=keep_preds)
@@ -525,7 +524,7 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
 
     from emotag_core.config import load_params
     from emotag_core.train.data import build_identity_index
-    from stages.corpus import table_paths
+    from emotag_core.train.recipe import identity_tables
 
     cwd = os.getcwd()
     os.chdir(workdir)
@@ -534,7 +533,7 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
         # default: the corpus and targets of params; `only`: these prepared identities instead, so that
         # `-S corpus=[...]` may pick among them on the device (its carry holds 64 MiB with the tree: ~45 identities)
         ids = list(only) if only else list(dict.fromkeys(list(p.corpus) + list(p.targets)))
-        n_mouth = _n_mouth(p, build_identity_index(ids[0], table_paths(ids[0])).meta)
+        n_mouth = _n_mouth(p, build_identity_index(ids[0], identity_tables(Path("data") / "processed" / ids[0])).meta)
     finally:
         os.chdir(cwd)
     if images > 0:

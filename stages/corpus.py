@@ -13,19 +13,15 @@ import sys
 import pyarrow as pa
 
 from emotag_core.io.atomic import atomic_dir
-from emotag_core.train.data import OPTIONAL_TABLES, TRAIN_TABLES, build_identity_index, check_compatible, file_digest
+from emotag_core.train.data import build_identity_index, check_compatible, file_digest
+from emotag_core.train.recipe import identity_tables
 from stages.common import CORPUS_DIR, Paths, params, stage, sweep
 
 INDEX_FILE, MANIFEST_FILE = "index.parquet", "manifest.json"
 
 
 def table_paths(identity: str) -> dict[str, str]:
-    paths = Paths(identity)
-    out = {t: str(paths.table(t)) for t in TRAIN_TABLES}
-    for t in OPTIONAL_TABLES:
-        if paths.table(t).exists():
-            out[t] = str(paths.table(t))
-    return out
+    return identity_tables(Paths(identity).processed)
 
 
 @stage("corpus")

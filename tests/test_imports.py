@@ -36,7 +36,6 @@ PIPELINES_MAY_IMPORT = {"stages.registry", "stages.common"}
 OUTSIDE_KNOWN: dict[str, str] = {
     "bench/bench_audio_identity.py": "H5/H3: bench calls stages.audio_features/identity/emotion/landmarks run()",
     "bench/bench_ingest.py": "H3: bench calls stages.ingest.ingest_folder",
-    "bench/bench_smoke_iter.py": "H1: bench calls stages.pretrain glue",
     "bench/bench_track_device.py": "H4/H3: bench calls stages.track.read_landmarks",
     "bench/bench_track_synth.py": "H4/H3: bench calls stages.ingest/landmarks/synth/track",
     "bench/diag_dlib68.py": "H3: bench calls stages.track.read_landmarks",
@@ -55,19 +54,14 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "tests/teachers/test_identity.py": "H3: calls stages.identity.run",
     "tests/teachers/test_landmarks.py": "H3: tests stages.landmarks internals",
     "tests/test_ingest.py": "H3: calls stages.ingest.ingest_folder",
-    "tests/train/test_audio_aug.py": "H1: calls stages.pretrain glue",
-    "tests/train/test_audio_stats.py": "H1: calls stages.pretrain glue",
-    "tests/train/test_livelog.py": "H1: calls stages.pretrain.LiveLog",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
-    "stages/adapt.py": "H1: adapt imports stages.corpus and stages.pretrain",
     "stages/cli.py": "H3: the CLI's `render` verb imports stages.render",
 }
 SIZE_KNOWN: dict[str, str] = {
     "stages/aus.py": "H3: backends' loops still in the stage",
     "stages/geometry.py": "H3: backends' loops still in the stage",
     "stages/ingest.py": "H3: ingest_folder/materialize still in the stage",
-    "stages/pretrain.py": "H1: the recipe glue still in the stage",
     "stages/track.py": "H3: the tracking job and overlay still in the stage",
 }
 

@@ -112,14 +112,17 @@ def test_loader_augments_sampled_batches_only_and_resumes_identically(tmp_path):
     assert torch.equal(a2.next_batch().audio, nxt.audio)  # draws come from the loader's resumable rng
 
 
-def test_stages_build_the_augmentation_and_spec_from_params(tmp_path):
+def test_recipe_builds_the_augmentation_spec_and_loader_from_params(tmp_path):
     from emotag_core.config import Params
-    from stages.pretrain import audio_augment, grmn_spec
+    from emotag_core.train.recipe import audio_augment, corpus_loader, grmn_spec
 
     p = Params()
-    assert audio_augment(p) is None and not p.pretrain.clip_norm  # defaults: both off
+    assert audio_augment(p.pretrain) is None and not p.pretrain.clip_norm  # defaults: both off
     p.pretrain.aug_gain_std, p.pretrain.aug_shift_bins, p.pretrain.clip_norm = 0.2, 2, True
-    a = audio_augment(p)
+    a = audio_augment(p.pretrain)
     assert a is not None and a.gain_std == 0.2 and a.shift_bins == 2 and a.n_bands == 80
     ix = build_identity_index("a", write_identity(tmp_path, "a", seed=0))
-    assert grmn_spec(p, ix.meta, 3).clip_norm
+    spec = grmn_spec(p.pretrain, p.ablation, p.audio_features.window, ix.meta, 3)
+    assert spec.clip_norm
+    loader = corpus_loader([ix], p.pretrain, spec)  # the pretraining loader: augmented, per-clip normalised
+    assert loader.audio_aug is not None and loader.clip_norm and loader.max_seconds is None

@@ -31,14 +31,14 @@ def test_stats_match_numpy_over_every_table(tmp_path):
 def test_stats_survive_adaptation_and_pretrain_stage_sets_them(tmp_path):
     from emotag_core.config import Params
     from emotag_core.motion.grmn import GRMN
-    from stages.pretrain import grmn_spec, init_audio_norm
+    from emotag_core.train.recipe import grmn_spec, init_audio_norm
 
     paths = write_identity(tmp_path, "t", seed=3)
     ix = build_identity_index("t", paths)
     p = Params()
     p.pretrain.audio_norm, p.pretrain.d_model, p.pretrain.n_layers, p.pretrain.hidden = True, 16, 1, 16
     torch.manual_seed(0)
-    grmn = GRMN(grmn_spec(p, ix.meta, N_MOUTH))
+    grmn = GRMN(grmn_spec(p.pretrain, p.ablation, p.audio_features.window, ix.meta, N_MOUTH))
     assert grmn.spec.audio_norm and grmn.spec.identity_dim == ID_DIM and grmn.spec.n_expr == N_EXPR
     init_audio_norm(grmn, [ix])
     mean, std = audio_feature_stats([paths["audio_features"]])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.pretrain import LiveLog
+from emotag_core.train.recipe import LiveLog
 
 
 def _steps(tsv: Path) -> list[int]:

@@ -1,0 +1,244 @@
+"""One training recipe: the objects a pretraining or an adaptation run needs, built from the typed config
+sections (`PretrainConfig`, `AdaptConfig`, `AblationConfig`), in one place.
+
+Every caller (the `pretrain` / `adapt` stages, the benches, the tests) builds its GRMN spec, loss switches,
+loop configs and loaders here, so a new params field is wired once.
+
+The adaptation split: `adapt_loader` takes the target's time limit from an `emotag_core.split.Split`
+(`split.train_seconds`: the loader keeps the first round(train_seconds * fps) rows in store order,
+which is `Split.adapt_frames`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emotag_core.io.tables import UPPER_AUS
+from emotag_core.motion.grmn import GRMN, GRMNSpec
+from emotag_core.train.data import CorpusLoader, IdentityIndex
+from emotag_core.train.loop import LoopConfig, LossSwitches
+
+
+def grmn_spec(c: Any, ablation: Any, window: int, meta: dict[str, Any], n_mouth: int) -> GRMNSpec:
+    """GRMN's architecture from `pretrain.*`, `ablation.*`, `audio_features.window` and an identity's table metadata."""
+    return GRMNSpec(audio_dim=meta["feature_dim"], n_aus=len(UPPER_AUS), identity_dim=len(meta["identity_vector"]),
+                    n_expr=meta["n_expr"], n_mouth=n_mouth, window=window, d_model=c.d_model,
+                    d_expr=c.d_expr, n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden,
+                    adain=ablation.adain, residual=ablation.residual, gate=ablation.gate, audio_norm=c.audio_norm,
+                    dropout=c.dropout, adain_axis=c.adain_axis, clip_norm=c.clip_norm)
+
+
+def loss_switches(c: Any, ablation: Any, geo: bool = False) -> LossSwitches:
+    """The loss terms the params switch on (`ablation.*`, `pretrain.render` / `param_supervision` /
+    `param_jaw_weight`); `geo`: L_Geo (adaptation)."""
+    return LossSwitches.from_ablation(ablation, geo=geo, param_supervision=c.param_supervision, render=c.render,
+                                      param_jaw_weight=c.param_jaw_weight)
+
+
+def pretrain_loop_config(c: Any, **over: Any) -> LoopConfig:
+    """The pretrain loop's settings from `pretrain.*` (`over`: fields to replace, e.g. checkpoint_every=0)."""
+    return replace(LoopConfig(iters=c.iters, static_iters=c.static_iters, lr=c.lr, image_size=c.image_size,
+                              checkpoint_every=c.checkpoint_every, log_every=c.log_every, weight_decay=c.weight_decay,
+                              lr_schedule=c.lr_schedule, cuda_graphs=c.cuda_graphs, ema=c.ema), **over)
+
+
+def adapt_loop_config(c: Any, a: Any, **over: Any) -> LoopConfig:
+    """The adaptation loop's settings from `adapt.*` (and `pretrain.*` sizes); `over` as above."""
+    return replace(LoopConfig(iters=a.iters, static_iters=a.static_iters, lr=a.lr, image_size=c.image_size,
+                              checkpoint_every=a.checkpoint_every, log_every=c.log_every, scene_lr=a.scene_lr,
+                              cuda_graphs=c.cuda_graphs, anchor=a.anchor), **over)
+
+
+def audio_augment(c: Any) -> Any:
+    """The pretraining batches' audio augmentation from `pretrain.aug_*` (None when every knob is off)."""
+    from emotag_core.train.audio_aug import AudioAugment
+
+    aug = AudioAugment(gain_std=c.aug_gain_std, shift_bins=c.aug_shift_bins, n_bands=c.aug_mel_bands,
+                       freq_masks=c.aug_freq_masks, freq_mask_width=c.aug_freq_mask_width,
+                       time_masks=c.aug_time_masks, time_mask_width=c.aug_time_mask_width)
+    return aug if aug.active else None
+
+
+def corpus_loader(indices: list[IdentityIndex], c: Any, spec: GRMNSpec, split: Any = None) -> CorpusLoader:
+    """The one loader constructor. `split` None: pretraining (every usable frame of every identity, audio
+    augmentation from `pretrain.aug_*`). `split` (an `emotag_core.split.Split`): adaptation of one target on
+    its first `split.train_seconds` (with the geometry table when rendering, never augmented)."""
+    kw: dict[str, Any] = {"audio_aug": audio_augment(c)} if split is None else {
+        "with_geometry": c.render, "max_seconds": split.train_seconds}
+    return CorpusLoader(indices, c.batch_size, c.image_size, window=spec.window, seed=c.seed,
+                        cache_row_groups=c.cache_row_groups, with_images=c.render, clip_norm=spec.clip_norm,
+                        score_target=c.score_target, **kw)
+
+
+def init_audio_norm(grmn: GRMN, indices: list[IdentityIndex]) -> None:
+    """With `pretrain.audio_norm`: GRMN's input statistics from every corpus identity's audio features."""
+    if grmn.spec.audio_norm and not grmn.spec.clip_norm:  # clip-normalised inputs are standardised already
+        from emotag_core.train.audio_stats import audio_feature_stats
+
+        grmn.set_audio_stats(*audio_feature_stats([ix.tables["audio_features"] for ix in indices]))
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short digest of everything a run's result depends on (its checkpoints resume only under the same one)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def setup_torch(seed: int, threads: int = 1) -> None:
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, threads))
+
+
+class LiveLog:
+    """dvclive metrics that survive a resume: rows past the resumed step are dropped first (dvclive imported here)."""
+
+    def __init__(self, folder: Path, start: int) -> None:
+        from dvclive import Live
+
+        from emotag_core.io.atomic import write_text
+
+        folder.mkdir(parents=True, exist_ok=True)
+        plots = folder / "plots" / "metrics"
+        if start == 0:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        elif plots.exists():
+            for tsv in plots.rglob("*.tsv"):
+                lines = tsv.read_text().splitlines()
+                if not lines:
+                    continue
+                col = lines[0].split("\t").index("step")  # dvclive's column order varies by version
+                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[col]) <= start]
+                write_text(tsv, "\n".join(keep) + "\n")
+        self.live = Live(str(folder), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
+
+    def __call__(self, step: int, terms: dict[str, float]) -> None:
+        self.live.step = step
+        for k, v in terms.items():
+            self.live.log_metric(f"train/{k}", v)
+        self.live.next_step()
+
+    def end(self) -> None:
+        self.live.end()
+
+
+def identity_tables(folder: Path) -> dict[str, str]:
+    """The training tables of one identity's processed folder: TRAIN_TABLES, plus OPTIONAL_TABLES present."""
+    from emotag_core.train.data import OPTIONAL_TABLES, TRAIN_TABLES
+
+    out = {t: str(folder / f"{t}.parquet") for t in TRAIN_TABLES}
+    out.update({t: str(folder / f"{t}.parquet") for t in OPTIONAL_TABLES if (folder / f"{t}.parquet").exists()})
+    return out
+
+
+def read_corpus(corpus_dir: Path) -> list[IdentityIndex]:
+    """The corpus identities as the `corpus` stage indexed them in `corpus_dir` (tables re-checked on open)."""
+    from emotag_core.errors import StageMissingError
+    from emotag_core.train.data import build_identity_index
+
+    mf = corpus_dir / "manifest.json"
+    if not mf.exists():
+        raise StageMissingError("the corpus index", mf, "dvc repro corpus")
+    manifest = json.loads(mf.read_text(encoding="utf-8"))
+    return [build_identity_index(ident, m["tables"]) for ident, m in manifest["identities"].items()]
+
+
+def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path,
+                 progress: bool = True) -> dict[str, Any]:
+    """Pretrain GRMN + every corpus identity's scene (Sec. 3.3) from `p` (Params: pretrain, ablation, flame,
+    audio_features.window); resumes from `ckpt_dir`; writes `out_dir`/grmn.pt + summary.json, curves in `metrics_dir`."""
+    from emotag_core.config import to_dict
+    from emotag_core.flame import load_head_model
+    from emotag_core.io.atomic import write_text
+    from emotag_core.avatar.scene import build_scene
+    from emotag_core.train.checkpoint import clear_checkpoints, load_latest, save_model
+    from emotag_core.train.loop import pretrain
+
+    c = p.pretrain
+    setup_torch(c.seed, c.threads)
+    indices = read_corpus(corpus_dir)
+    dev = c.device
+    sw = loss_switches(c, p.ablation)
+    head = load_head_model(p.flame, dev)
+    scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev) for ix in indices}
+    n_mouth = next(iter(scenes.values())).n_mouth
+    if not c.render:  # motion-only: the scenes only tell the mouth-Gaussian count; nothing is rendered
+        scenes = {}
+    spec = grmn_spec(c, p.ablation, p.audio_features.window, indices[0].meta, n_mouth)
+    grmn = GRMN(spec)
+    init_audio_norm(grmn, indices)
+    grmn = grmn.to(dev)
+    loader = corpus_loader(indices, c, spec)
+    digests = json.loads((corpus_dir / "manifest.json").read_text())
+    fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
+    probe = load_latest(ckpt_dir, fp)
+    log = LiveLog(metrics_dir, int(probe["iteration"]) if probe else 0)
+    t0 = time.perf_counter()
+    summary = pretrain(grmn, scenes, loader, pretrain_loop_config(c), sw, ckpt_dir=ckpt_dir, fingerprint=fp, device=dev,
+                       log=log, progress=progress)
+    wall = time.perf_counter() - t0
+    log.end()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(out_dir / "grmn.pt", grmn, extra={
+        "audio_backend": indices[0].meta["audio_backend"], "feature_dim": spec.audio_dim,
+        "flame_model": indices[0].meta["flame_model"], "ablation": to_dict(p.ablation), "corpus": [ix.identity for ix in indices]})
+    done = summary["iterations"] - summary["resumed_from"]
+    summary.update(wall_s=wall, it_per_s=done / max(wall, 1e-9), device=str(dev), loader_row_group_reads=loader.cache.reads)
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+    clear_checkpoints(ckpt_dir)  # a finished run leaves none: a later one must train, not "resume" at the end
+    return summary
+
+
+def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path,
+              progress: bool = True) -> dict[str, Any]:
+    """Personalise the pretrained GRMN in `prior` (a grmn.pt) to the target `ix` on `split`'s adaptation rows
+    (Sec. 3.3: AdaIN parameters + the identity's scene); `p`: Params (pretrain, adapt, ablation, flame).
+    Writes the adapted model to `out_dir` (grmn.pt, scene.pt, summary.json), curves to `metrics_dir`."""
+    from emotag_core.config import to_dict
+    from emotag_core.errors import ConfigError
+    from emotag_core.flame import load_head_model
+    from emotag_core.io.atomic import write_text
+    from emotag_core.avatar.scene import build_scene
+    from emotag_core.train.adapted import save_adapted
+    from emotag_core.train.checkpoint import clear_checkpoints, load_latest, load_model
+    from emotag_core.train.data import file_digest
+    from emotag_core.train.loop import adapt
+
+    c, a, identity = p.pretrain, p.adapt, ix.identity
+    setup_torch(c.seed, c.threads)
+    if abs(float(split.fps) - float(ix.meta["fps"])) > 1e-6:
+        raise ConfigError(f"adapt@{identity}: the split is at {split.fps} fps but the tables at {ix.meta['fps']}")
+    dev = c.device
+    grmn, extra = load_model(prior, dev)
+    if extra.get("feature_dim") != ix.meta["feature_dim"] or extra.get("audio_backend") != ix.meta["audio_backend"]:
+        raise ConfigError(f"adapt@{identity}: audio features are {ix.meta['audio_backend']}/{ix.meta['feature_dim']} "
+                          f"but the pretrained GRMN read {extra.get('audio_backend')}/{extra.get('feature_dim')}; "
+                          "re-run audio_features with the corpus's backend")
+    head = load_head_model(p.flame, dev)
+    scene = build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev)
+    if scene.n_mouth != grmn.spec.n_mouth:
+        raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
+                          f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
+    loader = corpus_loader([ix], c, grmn.spec, split)
+    fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in ix.tables.items()},
+                     file_digest(prior))
+    probe = load_latest(ckpt_dir, fp)
+    log = LiveLog(metrics_dir, int(probe["iteration"]) if probe else 0)
+    t0 = time.perf_counter()
+    summary = adapt(grmn, scene if c.render else None, identity, loader, adapt_loop_config(c, a),
+                    loss_switches(c, p.ablation, geo=True), ckpt_dir=ckpt_dir, fingerprint=fp, device=dev, log=log,
+                    progress=progress)
+    wall = time.perf_counter() - t0
+    log.end()
+    save_adapted(out_dir, grmn, scene, ix.meta, c.n_gaussians, c.seed, extra=dict(extra, adapted_to=identity))
+    summary.update(wall_s=wall, train_frames=loader.n_frames(identity), device=str(dev), split=split.describe(),
+                   tuned="AdaIN MLPs of both streams" if p.ablation.adain else "InstanceNorm affine (gamma, beta) of both streams")
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
+    clear_checkpoints(ckpt_dir)  # only a killed run resumes
+    return summary
