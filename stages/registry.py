@@ -23,7 +23,8 @@ DVC_YAML = Path("dvc.yaml")
 
 SYNTHETIC = ("synth",)                   # foreach: synthetic
 # per-identity preprocessing (foreach: identities), in dependency order
-PREPROCESS = ("ingest", "landmarks", "audio_features", "aus", "emotion", "identity", "track", "geometry")
+PREPROCESS = ("ingest", "landmarks", "audio_features", "aus", "emotion", "identity", "track", "geometry",
+              "masks")
 GLOBAL = ("corpus", "pretrain")          # one run over the whole corpus
 PER_TARGET = ("adapt", "render", "evaluate")   # foreach: targets
 STAGES = SYNTHETIC + PREPROCESS + GLOBAL + PER_TARGET   # every stage of dvc.yaml, in dvc.yaml's order
@@ -38,6 +39,7 @@ IDENTITY_TABLES: dict[str, tuple[str, str]] = {
     "identity": ("identity", "the identity table"),
     "flame": ("track", "the FLAME track"),
     "geometry": ("geometry", "the geometry maps"),
+    "masks": ("masks", "the segmentation masks"),
 }
 
 ROLES = ("target", "corpus")
