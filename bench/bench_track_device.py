@@ -33,7 +33,7 @@ def run(landmarks: Path, device: str, tile: int, chunk: int, threads: int) -> di
     from stages.track import read_landmarks
 
     clips, meta = read_landmarks(landmarks)
-    cid, frames, lmk, found = clips[0]
+    cid, frames, lmk, found = clips[0][:4]
     lmk, found = np.tile(lmk, (tile, 1, 1)), np.tile(found, tile)
     frames = np.arange(len(found))
     size = int(meta["frame_size"][0])

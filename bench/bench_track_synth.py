@@ -77,14 +77,9 @@ def prepare_folder(params, source: Path, work: Path, quiet: bool = True) -> Path
 
 def landmark_clips(path: Path) -> tuple[list[tuple], dict]:
     """Landmarks table -> [(clip_id, frames, landmarks, found, blendshapes [T, 52])] and its metadata."""
-    from emotag_core.io.tables import column_array, read_table
     from stages.track import read_landmarks
 
-    clips, meta = read_landmarks(path)
-    lt, _ = read_table(path, "landmarks", columns=["clip_id", "frame", "blendshapes"])
-    bs = column_array(lt, "blendshapes").reshape(lt.num_rows, -1)
-    cid, fr = np.array(lt.column("clip_id").to_pylist()), column_array(lt, "frame")
-    return [(c, f, l, fd, bs[np.nonzero(cid == c)[0][np.argsort(fr[cid == c])]]) for c, f, l, fd in clips], meta
+    return read_landmarks(path)   # [(clip_id, frames, landmarks, found, blendshapes)], metadata
 
 
 def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
@@ -103,15 +98,7 @@ def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
     size = int(meta["frame_size"][0])
     model = load_head_model(params.flame, tcfg.device)
     tracker = Tracker(model, tcfg, size)
-    if tracker.use_blendshapes(meta.get("blendshape_names", [])):   # ICT: MediaPipe scores as the prior
-        from emotag_core.io.tables import column_array, read_table
-
-        lt, _ = read_table(work / "landmarks.parquet", "landmarks", columns=["clip_id", "frame", "blendshapes"])
-        bs = column_array(lt, "blendshapes").reshape(lt.num_rows, -1)
-        cid_l = np.array(lt.column("clip_id").to_pylist())
-        fr_l = column_array(lt, "frame")
-        clips = [(c, f, l, fd, bs[np.nonzero(cid_l == c)[0][np.argsort(fr_l[cid_l == c])]])
-                 for c, f, l, fd in clips]
+    tracker.use_blendshapes(meta.get("blendshape_names", []))   # ICT: MediaPipe scores as the prior
     n = sum(len(c[1]) for c in clips)
     images = frame_images(work / "frames.parquet") if tcfg.photo_weight > 0 else None
     w0, c0 = time.perf_counter(), time.process_time()

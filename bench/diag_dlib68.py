@@ -83,7 +83,7 @@ def load_identity(root: Path, ident: str, clip: str, step: int, predictor, detec
     clips, meta = read_landmarks(proc / "landmarks.parquet")
     fs = meta.get("frame_size", [512, 512])
     size = int((json.loads(fs) if isinstance(fs, str) else fs)[0])                   # crop side, px
-    cid, fr, lmk, found = next(c for c in clips if c[0] == clip)
+    cid, fr, lmk, found = next(c for c in clips if c[0] == clip)[:4]
     ft = pq.read_table(proc / "frames.parquet", columns=["clip_id", "frame", "box"])
     fsel = np.asarray(ft.column("clip_id").to_pylist()) == clip
     fnum = ft.column("frame").to_numpy()[fsel]

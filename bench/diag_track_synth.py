@@ -45,7 +45,7 @@ def diagnose(params, work: Path, frames: int) -> dict[str, float]:  # noqa: ANN0
     model = load_head_model(params.flame)
     ids = skin_vertex_ids(model)
     clips, _ = read_landmarks(work / "landmarks.parquet")
-    cid, fr, lmk, found = clips[0]
+    cid, fr, lmk, found = clips[0][:4]
     T = min(frames, len(fr))
     clip = (cid, fr[:T], lmk[:T], found[:T])
     truth = dict(np.load(work / "synthetic" / "truth" / f"{cid}.npz"))

@@ -26,17 +26,19 @@ BACKEND_VERSION = "1"
 
 
 def read_landmarks(path: Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], dict]:
-    """Landmarks table -> [(clip_id, frames [T], landmarks [T, 478, 3], found [T])] in table order."""
-    table, meta = read_table(path, "landmarks", columns=["clip_id", "frame", "face_found", "landmarks"])
+    """Landmarks table -> [(clip_id, frames [T], landmarks [T, 478, 3], found [T], blendshapes [T, 52])] in
+    table order."""
+    table, meta = read_table(path, "landmarks", columns=["clip_id", "frame", "face_found", "landmarks", "blendshapes"])
     clip_ids = table.column("clip_id").to_numpy(zero_copy_only=False)
     frames = column_array(table, "frame").astype(np.int64)
     found = column_array(table, "face_found").astype(bool)
     lmk = column_array(table, "landmarks").reshape(-1, 478, 3)
+    blend = column_array(table, "blendshapes").reshape(len(frames), -1)
     clips = []
     for c in dict.fromkeys(clip_ids):
         sel = np.nonzero(clip_ids == c)[0]
         sel = sel[np.argsort(frames[sel], kind="stable")]
-        clips.append((str(c), frames[sel], lmk[sel], found[sel]))
+        clips.append((str(c), frames[sel], lmk[sel], found[sel], blend[sel]))
     return clips, meta
 
 
@@ -70,7 +72,8 @@ def write_flame_table(path: Path, tracks: list[ClipTrack], model_meta: dict, sha
         for t in tracks:
             out.write({"clip_id": np.array([t.clip_id] * len(t.frame)), "frame": t.frame.astype(np.int32),
                        "valid": t.valid, "expr": t.expr, "jaw": t.jaw, "rot": t.rot, "trans": t.trans,
-                       "fit_error_px": t.fit_error_px.astype(np.float32)})
+                       "fit_error_px": t.fit_error_px.astype(np.float32),
+                       **({} if t.neck is None else {"neck": t.neck.astype(np.float32)})})
 
 
 def write_overlay(video: Path, frames_path: Path, tracks: list[ClipTrack], lmk_by_clip: dict[str, np.ndarray],
@@ -137,6 +140,7 @@ def run(landmarks_path: Path, frames_path: Path | None, out_table: Path, out_vid
     fps = float(lmeta["fps"])
     model = load_head_model(fcfg, tcfg.device)
     tracker = Tracker(model, tcfg, size)
+    tracker.use_blendshapes(list(lmeta.get("blendshape_names") or []))   # the prior is off for non-ARKit models
     total = sum(len(c[1]) for c in clips)
     t0 = time.perf_counter()
     images = frame_images(frames_path) if tcfg.photo_weight > 0 and frames_path is not None else None
@@ -145,9 +149,9 @@ def run(landmarks_path: Path, frames_path: Path | None, out_table: Path, out_vid
     with Progress(TextColumn("track"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fr/s"),
                   TimeRemainingColumn(), disable=not progress) as bar:
         task = bar.add_task("track", total=total)
-        for clip_id, frames, lmk, found in clips:
+        for clip_id, frames, lmk, found, blend in clips:
             tracks.append(tracker.track_clip(clip_id, frames, lmk, found, progress=lambda n: bar.advance(task, n),
-                                             images=images))
+                                             images=images, blendshapes=blend))
     dt = time.perf_counter() - t0
     shape = tracker.shape.cpu()
     write_flame_table(out_table, tracks, model.metadata(), shape.numpy(), tracker.camera.as_dict(), fps, size)
