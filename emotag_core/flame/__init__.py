@@ -163,24 +163,31 @@ def load_ict_model_data(path: Path | None = None, checksum: Path | None = None) 
     return data, sets
 
 
+def _own_dimensions(cfg: FlameConfig, data: HeadModelData, what: str) -> None:
+    """An open/ICT model keeps its own expression dimension (never padded); `n_shape` may only cut its basis."""
+    if cfg.n_expr is not None and cfg.n_expr != data.exprdirs.shape[-1]:
+        raise ConfigError(f"flame.n_expr is {cfg.n_expr} but {what} has {data.exprdirs.shape[-1]} "
+                          "expression components (its own dimension, not padded); set flame.n_expr: null")
+    if cfg.n_shape is not None and cfg.n_shape < data.shapedirs.shape[-1]:
+        data.shapedirs = data.shapedirs[..., :cfg.n_shape]
+
+
+def _attach_mouth(model: HeadModel, sets: dict) -> None:
+    """The intra-oral vertex and face sets the avatar's mouth Gaussians use."""
+    for key in ("mouth_vertex_ids", "teeth_vertex_ids", "lower_teeth_vertex_ids", "mouth_faces"):
+        setattr(model, key, torch.as_tensor(sets[key], dtype=torch.long))
+    model.n_face_faces = int(sets["n_face_faces"])
+    model.augmented = True
+
+
 def load_head_model(cfg: FlameConfig, device: torch.device | str = "cpu") -> HeadModel:
     """The head model named by `cfg` (checked against its file), on `device`."""
     _not_flame_pickle(cfg)
     if cfg.model == "ict":
         data, sets = load_ict_model_data(Path(cfg.path) if cfg.path else None)
-        if cfg.n_expr is not None and cfg.n_expr != data.exprdirs.shape[-1]:
-            raise ConfigError(f"flame.n_expr is {cfg.n_expr} but the ICT model has {data.exprdirs.shape[-1]} "
-                              "expression shapes (its own dimension, not padded); set flame.n_expr: null")
-        if cfg.n_shape is not None and cfg.n_shape < data.shapedirs.shape[-1]:
-            data.shapedirs = data.shapedirs[..., :cfg.n_shape]
+        _own_dimensions(cfg, data, "the ICT model")
         model = HeadModel(data)
-        # the model's own mouth socket, gums, tongue and teeth are the intra-oral set (no augmentation)
-        model.mouth_vertex_ids = torch.as_tensor(sets["mouth_vertex_ids"], dtype=torch.long)
-        model.teeth_vertex_ids = torch.as_tensor(sets["teeth_vertex_ids"], dtype=torch.long)
-        model.lower_teeth_vertex_ids = torch.as_tensor(sets["lower_teeth_vertex_ids"], dtype=torch.long)
-        model.mouth_faces = torch.as_tensor(sets["mouth_faces"], dtype=torch.long)
-        model.n_face_faces = int(sets["n_face_faces"])
-        model.augmented = True
+        _attach_mouth(model, sets)   # the model's own mouth socket, gums, tongue and teeth (no augmentation)
         model.expr_mediapipe = sets["expr_mediapipe"]
         model.register_buffer("part", torch.as_tensor(sets["part"], dtype=torch.long))
         model.part_names = sets["part_names"]
@@ -191,12 +198,7 @@ def load_head_model(cfg: FlameConfig, device: torch.device | str = "cpu") -> Hea
             raise ConfigError(f"flame.model is `open` but flame.path is {cfg.path} (a FLAME file?); "
                               "set flame.model: flame2020/flame2023 to use FLAME, or flame.path: null")
         data = load_open_model_data(Path(cfg.path) if cfg.path else None)
-        if cfg.n_expr is not None and cfg.n_expr != data.exprdirs.shape[-1]:
-            raise ConfigError(f"flame.n_expr is {cfg.n_expr} but the open model has "
-                              f"{data.exprdirs.shape[-1]} expression components (its own dimension, "
-                              "not padded); set flame.n_expr: null")
-        if cfg.n_shape is not None and cfg.n_shape < data.shapedirs.shape[-1]:
-            data.shapedirs = data.shapedirs[..., :cfg.n_shape]
+        _own_dimensions(cfg, data, "the open model")
     elif cfg.model in ("flame2020", "flame2023"):
         if cfg.path is None:
             raise ConfigError(f"flame.model is `{cfg.model}` but flame.path is null; FLAME is licensed: "
@@ -212,10 +214,5 @@ def load_head_model(cfg: FlameConfig, device: torch.device | str = "cpu") -> Hea
         data, sets = augment_mouth(data)
     model = HeadModel(data)
     if sets is not None:
-        model.mouth_vertex_ids = torch.as_tensor(sets["mouth_vertex_ids"], dtype=torch.long)
-        model.teeth_vertex_ids = torch.as_tensor(sets["teeth_vertex_ids"], dtype=torch.long)
-        model.mouth_faces = torch.as_tensor(sets["mouth_faces"], dtype=torch.long)
-        model.lower_teeth_vertex_ids = torch.as_tensor(sets["lower_teeth_vertex_ids"], dtype=torch.long)
-        model.n_face_faces = int(sets["n_face_faces"])
-        model.augmented = True
+        _attach_mouth(model, sets)
     return model.to(device)

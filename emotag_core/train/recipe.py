@@ -205,7 +205,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     from emotag_core.flame import load_head_model
     from emotag_core.io.atomic import write_text
     from emotag_core.avatar.scene import build_scene
-    from emotag_core.train.adapted import save_adapted
+    from emotag_core.render.adapted import save_adapted
     from emotag_core.train.checkpoint import clear_checkpoints, load_latest, load_model
     from emotag_core.train.data import file_digest
     from emotag_core.train.loop import adapt

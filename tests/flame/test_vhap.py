@@ -42,6 +42,19 @@ def _write_fixture(root, model, T=4, seed=0):
     return params, c2w
 
 
+def _vhap_camera_verts(m, p, w2c):
+    """What VHAP renders for one frame's params `p`: FLAME LBS (global about the root, neck about the neck
+    joint) + translation, in OpenCV camera space. Returns (shape [1, S], expr [1, E], verts [1, V, 3])."""
+    shape = torch.as_tensor(p["shape"][: m.n_shape])[None]
+    expr = torch.as_tensor(p["expr"])
+    full = torch.cat([torch.as_tensor(p["rotation"]), torch.as_tensor(p["neck_pose"]),
+                      torch.as_tensor(p["jaw_pose"]), torch.zeros(1, 6)], 1)
+    world, _ = lbs(torch.cat([shape, expr], 1), full, m.v_template[None],
+                   torch.cat([m.shapedirs, m.exprdirs], -1), m.posedirs, m.J_regressor, m.parents, m.weights)
+    world = world + torch.as_tensor(p["translation"])[:, None]
+    return shape, expr, (world @ w2c[:3, :3].T + w2c[:3, 3]) @ FLAME_TO_CV.T
+
+
 def test_vhap_import_reproduces_vhap_geometry(open_model, tmp_path):
     m = open_model
     params, c2w = _write_fixture(tmp_path / "vhap", m)
@@ -50,16 +63,7 @@ def test_vhap_import_reproduces_vhap_geometry(open_model, tmp_path):
     assert list(imp.track.frame) == [0, 1, 2, 3] and imp.track.valid.all()
     w2c = torch.as_tensor(np.linalg.inv(c2w), dtype=torch.float32)
     for t, p in enumerate(params):
-        shape = torch.as_tensor(p["shape"][: m.n_shape])[None]
-        expr = torch.as_tensor(p["expr"])
-        full = torch.cat([torch.as_tensor(p["rotation"]), torch.as_tensor(p["neck_pose"]),
-                          torch.as_tensor(p["jaw_pose"]), torch.zeros(1, 6)], 1)
-        # what VHAP renders: FLAME LBS (global about the root, neck about the neck joint) + translation
-        world, _ = lbs(torch.cat([shape, expr], 1), full, m.v_template[None],
-                       torch.cat([m.shapedirs, m.exprdirs], -1), m.posedirs, m.J_regressor, m.parents, m.weights)
-        world = world + torch.as_tensor(p["translation"])[:, None]
-        cam_gl = world @ w2c[:3, :3].T + w2c[:3, 3]
-        want = cam_gl @ FLAME_TO_CV.T
+        shape, expr, want = _vhap_camera_verts(m, p, w2c)
         got = m(shape, expr, torch.as_tensor(imp.track.jaw[t:t + 1]), torch.as_tensor(imp.track.rot[t:t + 1]),
                 torch.as_tensor(imp.track.trans[t:t + 1]))
         face = m.weights[:, 1] + m.weights[:, 2] > 0.999              # vertices that follow the neck rigidly
@@ -89,14 +93,7 @@ def test_vhap_neck_keeps_the_body_on_the_ict_model(tmp_path):
     base = m.weights[:, 0] > 0.5
     assert base.sum() > 50
     for t, p in enumerate(params):
-        shape = torch.as_tensor(p["shape"][: m.n_shape])[None]
-        expr = torch.as_tensor(p["expr"])
-        full = torch.cat([torch.as_tensor(p["rotation"]), torch.as_tensor(p["neck_pose"]),
-                          torch.as_tensor(p["jaw_pose"]), torch.zeros(1, 6)], 1)
-        world, _ = lbs(torch.cat([shape, expr], 1), full, m.v_template[None],
-                       torch.cat([m.shapedirs, m.exprdirs], -1), m.posedirs, m.J_regressor, m.parents, m.weights)
-        world = world + torch.as_tensor(p["translation"])[:, None]
-        want = (world @ w2c[:3, :3].T + w2c[:3, 3]) @ FLAME_TO_CV.T
+        shape, expr, want = _vhap_camera_verts(m, p, w2c)
         tk = imp.track
         got = m(shape, expr, torch.as_tensor(tk.jaw[t:t + 1]), torch.as_tensor(tk.rot[t:t + 1]),
                 torch.as_tensor(tk.trans[t:t + 1]), neck=torch.as_tensor(tk.neck[t:t + 1]))

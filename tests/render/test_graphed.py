@@ -119,7 +119,7 @@ def test_fast_modes_match_eager_on_cuda(mode):
 def _adapted(tmp_path, n_gaussians: int, d_model: int, audio_dim: int):
     """An adapted identity on disk in adapt@<id>'s format (random GRMN, fitted-looking scene)."""
     from emotag_core.config import Params
-    from emotag_core.train.adapted import save_adapted
+    from emotag_core.render.adapted import save_adapted
     from stages.common import Paths
 
     head, scene, grmn = _setup("cpu", n_gaussians=n_gaussians, d_model=d_model, audio_dim=audio_dim)
