@@ -35,7 +35,7 @@ def main() -> None:
     rows = rows[:len(pred)]
     gt = np.stack([store.get(int(r)) for r in rows])
     frozen = store.get(int(rows[0]) - 1)                           # last adaptation frame of the clip
-    small = pred.shape[1]
+    small = p.pretrain.image_size                                 # the avatar's render resolution
     blur = cv2.resize(cv2.resize(frozen, (small, small), interpolation=cv2.INTER_AREA), frozen.shape[:2][::-1],
                       interpolation=cv2.INTER_LINEAR)
     out = {}
