@@ -37,7 +37,7 @@ def machine() -> str:
 def _child(src: str, out: str) -> None:
     """One ingest in this process; prints a JSON line with the numbers."""
     from emotag_core.config import load_params
-    from stages.ingest import ingest_folder
+    from emotag_core.ingest import ingest_folder
 
     cfg = load_params(ROOT / "params.yaml").ingest
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -89,7 +89,7 @@ def _store_frames() -> tuple[list[bytes], int]:
     """JPEG frames of the sample (ingested fresh into a temp store)."""
     from emotag_core.config import load_params
     from emotag_core.io.frames import FrameStore
-    from stages.ingest import ingest_folder
+    from emotag_core.ingest import ingest_folder
 
     cfg = load_params(ROOT / "params.yaml").ingest
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))

@@ -39,7 +39,16 @@ class IngestConfig:
     box_scale: float = 1.8
     """Crop side as a multiple of the detected face box's larger side."""
     smooth_sigma_s: float = 0.4
-    """Std-dev (seconds) of the Gaussian that smooths the crop box over time (no jitter)."""
+    """Std-dev (seconds) of the Gaussian that smooths the face box over time (no jitter)."""
+    crop: Literal["fixed", "smooth"] = "fixed"
+    """`fixed`: one crop box per clip, the square holding the face box (x box_scale) over the whole clip, so
+    under a static camera the background stays still in crop coordinates (a background plate, a torso
+    layer); `smooth`: the face-centred box smoothed over time, which follows the head (hand-held video)."""
+    crop_shift_y: float = 0.0
+    """`fixed`: move the crop down by this fraction of its side (more neck and shoulders, less headroom)."""
+    max_background_motion_px: float = 6.0
+    """`fixed`: warn (naming the clip) when the background drifts more than this many output pixels
+    (median optical flow over background pixels, accumulated): a moving camera wants `crop: smooth`."""
     face_index: int | None = None
     """Pick a face other than the default (largest persistent) one; index in size order."""
     min_face_ratio: float = 0.5
@@ -520,7 +529,7 @@ def _ranges(section: str, rng: Range, *names: str) -> dict[str, Range]:
 # Numeric params outside these ranges are refused when params load (None, where allowed, means "unset").
 RANGES: dict[str, Range] = {
     **_ranges("ingest", _POS, "fps", "size", "sample_rate", "detect_every", "detect_size", "box_scale", "row_group_frames"),
-    **_ranges("ingest", _NONNEG, "smooth_sigma_s", "face_index", "min_duration_s"),
+    **_ranges("ingest", _NONNEG, "smooth_sigma_s", "face_index", "min_duration_s", "max_background_motion_px"),
     "ingest.min_face_ratio": _UNIT, "ingest.jpeg_quality": Range(1, 100),
     **_ranges("landmarks", _POS, "batch_size", "input_size"), "landmarks.min_confidence": _UNIT,
     **_ranges("audio_features", _POS, "window", "n_mels", "chunk_seconds"), "audio_features.context_seconds": _NONNEG,

@@ -35,7 +35,6 @@ PIPELINES_MAY_IMPORT = {"stages.registry", "stages.common"}
 # -- what was still broken when this test was written (owner in the reason); delete an entry once it XPASSes
 OUTSIDE_KNOWN: dict[str, str] = {
     "bench/bench_audio_identity.py": "H5/H3: bench calls stages.audio_features/identity/emotion/landmarks run()",
-    "bench/bench_ingest.py": "H3: bench calls stages.ingest.ingest_folder",
     "bench/bench_track_device.py": "H4/H3: bench calls stages.track.read_landmarks",
     "bench/bench_track_synth.py": "H4/H3: bench calls stages.ingest/landmarks/synth/track",
     "bench/diag_dlib68.py": "H3: bench calls stages.track.read_landmarks",
@@ -53,7 +52,6 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "tests/teachers/test_emotion.py": "H3: tests stages.emotion internals",
     "tests/teachers/test_identity.py": "H3: calls stages.identity.run",
     "tests/teachers/test_landmarks.py": "H3: tests stages.landmarks internals",
-    "tests/test_ingest.py": "H3: calls stages.ingest.ingest_folder",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
     "stages/cli.py": "H3: the CLI's `render` verb imports stages.render",
@@ -61,7 +59,6 @@ STAGE_IMPORT_KNOWN: dict[str, str] = {
 SIZE_KNOWN: dict[str, str] = {
     "stages/aus.py": "H3: backends' loops still in the stage",
     "stages/geometry.py": "H3: backends' loops still in the stage",
-    "stages/ingest.py": "H3: ingest_folder/materialize still in the stage",
     "stages/track.py": "H3: the tracking job and overlay still in the stage",
 }
 

@@ -14,11 +14,12 @@ import pytest
 from emotag_core.assets import asset_path, packaged_file
 from emotag_core.config import IngestConfig
 from emotag_core.errors import ConfigError, InputError
-from emotag_core.ingest import (FaceDetector, Track, choose_track, clip_id_for, link_tracks, merge_fragments, runs,
+from emotag_core.ingest import (FaceDetector, Track, background_motion, choose_track, clip_id_for, fixed_box,
+                                ingest_folder, link_tracks, merge_fragments, runs,
                                 smooth_track)
 from emotag_core.io.audio import read_wav
 from emotag_core.io.frames import FrameStore
-from stages.ingest import ingest_folder
+
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg CLI not installed (apt-get install ffmpeg)")
 
@@ -339,3 +340,71 @@ def test_fragments_of_one_face_are_merged_but_other_faces_are_not() -> None:
     assert len(tracks) == 3
     merged = merge_fragments(tracks)
     assert sorted(len(t.frames) for t in merged) == [5, 40]
+
+
+# ---------------------------------------------------------------------------------------------
+# units: the fixed crop (ingest.crop: fixed) and its camera-motion check
+# ---------------------------------------------------------------------------------------------
+
+def test_fixed_box_holds_every_face_box_and_ignores_a_stray_one() -> None:
+    n = 200
+    t = np.arange(n)
+    box = np.stack([300 + 40 * np.sin(t / 20), 200 + 10 * np.cos(t / 30), np.full(n, 180.0)], axis=1)
+    found = np.ones(n, bool)
+    box[50] = [2000, 2000, 180]            # one wild detection: a single frame, below the 2 % tails
+    found[60:70] = False                   # frames without a face do not count
+    box[60:70] = [-900, -900, 180]
+    fb = fixed_box(box, found)
+    assert fb.shape == (n, 3) and np.ptp(fb, axis=0).max() == 0        # one box for the clip
+    cx, cy, side = fb[0]
+    inner = np.delete(box, [50, *range(60, 70)], 0)
+    lo, hi = np.percentile(inner[:, :2] - inner[:, 2:] / 2, 2, 0), np.percentile(inner[:, :2] + inner[:, 2:] / 2, 98, 0)
+    assert cx - side / 2 <= lo[0] + 1 and cx + side / 2 >= hi[0] - 1    # within a pixel of the 2-98 % extent
+    assert cy - side / 2 <= lo[1] + 1 and cy + side / 2 >= hi[1] - 1
+    assert side < 180 + 2 * 40 + 5                                   # not widened by the stray box
+    assert fixed_box(box, found, shift_y=0.1)[0, 1] == pytest.approx(cy + 0.1 * side)
+
+
+def _textured(size: int, seed: int = 0) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = cv2.resize(rng.integers(0, 255, (size // 8, size // 8, 3), dtype=np.uint8), (size, size),
+                     interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(img, (0, 0), 1.5)
+
+
+def test_background_motion_sees_a_panning_camera_not_a_moving_head() -> None:
+    big = _textured(400)
+    face = np.array([64.0, 60.0, 40.0])
+    still, panned = [], []
+    for k in range(8):
+        a = big[100:228, 100:228].copy()
+        a[30:128, 30:98] = (k * 30) % 255                 # the person moves / changes: masked out
+        still.append(a)
+        b = big[100:228, 100 + 3 * k:228 + 3 * k].copy()  # the camera pans 3 px per sample
+        b[30:128, 30:98] = 128
+        panned.append(b)
+    faces = [face] * 8
+    assert background_motion(still, faces) < 1.0
+    assert background_motion(panned, faces) == pytest.approx(21.0, rel=0.25)
+
+
+def test_fixed_crop_warns_about_a_moving_camera(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from emotag_core.ingest import ClipPlan, check_background_motion
+
+    big = _textured(400, seed=1)
+    crops = [big[80:208, 80 + 4 * k:208 + 4 * k] for k in range(6)]
+    plan = ClipPlan("clip_a", None, 6, np.zeros((6, 3)), np.ones(6), np.ones(6, bool), {}, 0, [])  # type: ignore[arg-type]
+
+    class _Info:
+        path = Path("talk.mp4")
+
+    plan.info = _Info()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, "emotag.ingest"):
+        check_background_motion(plan, IngestConfig(), crops, [np.array([64.0, 60.0, 30.0])] * 6, 128 / 512)
+    assert plan.background_motion_px is not None and plan.background_motion_px > 40  # 20 px at 128 -> 80 at 512
+    assert "clip_a" in caplog.text and "ingest.crop: smooth" in caplog.text and "talk.mp4" in caplog.text
+    assert any("consider ingest.crop: smooth" in n for n in plan.notes)
