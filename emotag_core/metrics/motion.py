@@ -5,7 +5,7 @@ frames, so the teacher's own bias cancels as far as it can.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -93,3 +93,50 @@ def audio_energy(wav: str, t: np.ndarray, half_window_s: float = 0.02) -> np.nda
         seg = x[max(0, c - h): c + h]
         out[i] = np.sqrt(np.mean(seg ** 2)) if len(seg) else 0.0
     return (out - out.min()) / max(out.max() - out.min(), 1e-12)
+
+
+TRUTH_KEYS = ("fps", "jaw", "expr", "emotion_strength", "emotion")  # what a synth truth file (clipNNN.npz) must hold
+
+
+def truth_at(truth: Mapping[str, np.ndarray], t: np.ndarray) -> dict[str, np.ndarray]:
+    """A synthetic clip's truth sampled at frame times t [T] (s): nearest truth frame, clamped to the clip.
+
+    truth: fps (scalar), jaw [N, 3] (axis-angle), expr [N, E], emotion_strength [N], emotion [N] (label id).
+    Returns {"jaw": [T] (opening: the axis-angle x), "expr": [T, E], "intensity": [T], "emotion": [T]}."""
+    missing = [k for k in TRUTH_KEYS if k not in truth]
+    if missing:
+        raise ValueError(f"truth file lacks {missing}; re-run the synth stage that wrote it")
+    ti = np.clip(np.round(np.asarray(t, np.float64) * float(truth["fps"])).astype(int), 0, len(truth["jaw"]) - 1)
+    return {"jaw": np.asarray(truth["jaw"])[ti, 0], "expr": np.asarray(truth["expr"])[ti],
+            "intensity": np.asarray(truth["emotion_strength"])[ti], "emotion": np.asarray(truth["emotion"])[ti]}
+
+
+SERIES_KEYS = ("jaw", "g", "expr", "track_jaw", "track_expr", "e", "e_aus")
+
+
+def motion_scores(series: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray],
+                  energy: np.ndarray) -> dict[str, float | None]:
+    """GRMN's motion against a synthetic identity's truth on T frames (the grmn_eval numbers).
+
+    series: jaw [T] (predicted opening), g [T] (gate), expr [T, E] (predicted), track_jaw [T] / track_expr [T, E]
+    (the tracker's, GRMN's training target), e [T] (the emotion teacher's score, Eq. 9), e_aus [T] (the AU score);
+    truth: `truth_at`'s jaw [T], expr [T, E], intensity [T]; energy [T]: `audio_energy` (the baseline).
+    r values are Pearson (None where a series is constant); MAEs are over every frame and coefficient."""
+    missing = [k for k in SERIES_KEYS if k not in series]
+    if missing:
+        raise ValueError(f"motion series lack {missing}")
+    n = len(truth["jaw"])
+    bad = {k: len(series[k]) for k in SERIES_KEYS if len(series[k]) != n}
+    if bad or len(energy) != n:
+        raise ValueError(f"series lengths {bad or len(energy)} differ from the truth's {n} frames")
+    true_jaw, true_expr, strength = truth["jaw"], np.asarray(truth["expr"]), truth["intensity"]
+    return {"jaw_r": pearson(series["jaw"], true_jaw),
+            "energy_r": pearson(energy, true_jaw),
+            "tracked_jaw_r": pearson(series["track_jaw"], true_jaw),
+            "gate_intensity_r": pearson(series["g"], strength),
+            "teacher_e_intensity_r": pearson(series["e"], strength),
+            "aus_e_intensity_r": pearson(series["e_aus"], strength),
+            "gate_mean": float(np.mean(series["g"])),
+            "expr_mae": float(np.abs(series["expr"] - true_expr).mean()),
+            "expr_mae_zero": float(np.abs(true_expr).mean()),
+            "expr_mae_tracked": float(np.abs(series["track_expr"] - true_expr).mean())}
