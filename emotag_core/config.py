@@ -495,6 +495,17 @@ class EvaluateConfig:
     """Torch CPU threads of the evaluate stage."""
 
 
+@dataclass
+class GrmnEvalConfig:
+    targets: list[str] = field(default_factory=list)
+    """Synthetic targets (listed in `targets` and `synthetic`) that `grmn_eval@<id>` scores against their truth
+    files; empty in the main DAG (the synthetic bench's params list its targets)."""
+    device: str = "cpu"
+    """Torch device of the evaluation."""
+    threads: int = 1
+    """Torch CPU threads of the grmn_eval stage."""
+
+
 @dataclass(frozen=True)
 class Range:
     """An allowed interval of a numeric param; a missing bound is unbounded."""
@@ -558,6 +569,7 @@ RANGES: dict[str, Range] = {
     "render.gate_scale": _NONNEG, "render.gate_override": _UNIT,
     **_ranges("render", _POS, "batch_size", "size", "threads"),
     **_ranges("evaluate", _POS, "max_frames", "report_side", "threads"), "evaluate.syncnet_max_offset": _NONNEG,
+    "grmn_eval.threads": _POS,
 }
 
 
@@ -587,6 +599,7 @@ class Params:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    grmn_eval: GrmnEvalConfig = field(default_factory=GrmnEvalConfig)
 
     def check(self) -> "Params":
         """Value ranges (`RANGES`) and cross-field checks: roles agree with the corpus/targets lists."""

@@ -27,7 +27,8 @@ PREPROCESS = ("ingest", "landmarks", "audio_features", "aus", "emotion", "identi
               "masks")
 GLOBAL = ("corpus", "pretrain")          # one run over the whole corpus
 PER_TARGET = ("adapt", "render", "evaluate")   # foreach: targets
-STAGES = SYNTHETIC + PREPROCESS + GLOBAL + PER_TARGET   # every stage of dvc.yaml, in dvc.yaml's order
+SYNTHETIC_EVAL = ("grmn_eval",)          # foreach: grmn_eval.targets (synthetic targets; empty in the main DAG)
+STAGES = SYNTHETIC + PREPROCESS + GLOBAL + PER_TARGET + SYNTHETIC_EVAL   # every stage of dvc.yaml, in its order
 
 # table of an identity (data/processed/<id>/<table>.parquet) -> (stage that writes it, what it is)
 IDENTITY_TABLES: dict[str, tuple[str, str]] = {
