@@ -30,7 +30,7 @@ def run(landmarks: Path, device: str, tile: int, chunk: int, threads: int) -> di
     from emotag_core.config import FlameConfig, TrackConfig
     from emotag_core.flame import load_head_model
     from emotag_core.flame.tracker import Tracker
-    from stages.track import read_landmarks
+    from emotag_core.flame.track import read_landmarks
 
     clips, meta = read_landmarks(landmarks)
     cid, frames, lmk, found = clips[0][:4]

@@ -45,7 +45,7 @@ def prepare_identity(params, seed: int, seconds: float, size: int, work: Path, q
     """synth -> ingest -> landmarks of one identity into `work` (each step skipped if its output exists)."""
     from emotag_core.config import SynthConfig, from_dict, to_dict
     from emotag_core.flame import load_head_model
-    from stages.ingest import ingest_folder
+    from emotag_core.ingest import ingest_folder
     from stages.landmarks import run as landmarks_run
     from stages.synth import generate_identity
 
@@ -64,7 +64,7 @@ def prepare_identity(params, seed: int, seconds: float, size: int, work: Path, q
 
 def prepare_folder(params, source: Path, work: Path, quiet: bool = True) -> Path:  # noqa: ANN001
     """ingest -> landmarks of a folder of real videos (e.g. data/sample) into `work`; the landmarks table."""
-    from stages.ingest import ingest_folder
+    from emotag_core.ingest import ingest_folder
     from stages.landmarks import run as landmarks_run
 
     work.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def prepare_folder(params, source: Path, work: Path, quiet: bool = True) -> Path
 
 def landmark_clips(path: Path) -> tuple[list[tuple], dict]:
     """Landmarks table -> [(clip_id, frames, landmarks, found, blendshapes [T, 52])] and its metadata."""
-    from stages.track import read_landmarks
+    from emotag_core.flame.track import read_landmarks
 
     return read_landmarks(path)   # [(clip_id, frames, landmarks, found, blendshapes)], metadata
 
@@ -90,7 +90,7 @@ def track_identity(params, work: Path, track_cfg=None) -> dict:  # noqa: ANN001
     from emotag_core.flame import load_head_model
     from emotag_core.flame.tracker import Tracker
     from emotag_core.flame.truth_eval import track_accuracy
-    from stages.track import frame_images, read_landmarks
+    from emotag_core.flame.track import frame_images, read_landmarks
 
     tcfg = track_cfg or params.track
     torch.manual_seed(tcfg.seed)

@@ -75,7 +75,7 @@ def load_identity(root: Path, ident: str, clip: str, step: int, predictor, detec
     import pyarrow.parquet as pq
 
     from emotag_core.flame.truth_eval import source_to_crop
-    from stages.track import read_landmarks
+    from emotag_core.flame.track import read_landmarks
 
     proc = root / "data" / "processed" / ident
     syn = root / "data" / "synthetic" / ident

@@ -40,7 +40,7 @@ def diagnose(params, work: Path, frames: int) -> dict[str, float]:  # noqa: ANN0
     from emotag_core.flame.open_model import FACE_OVAL
     from emotag_core.flame.tracker import Tracker
     from emotag_core.flame.truth_eval import _project, skin_vertex_ids, source_to_crop
-    from stages.track import read_landmarks
+    from emotag_core.flame.track import read_landmarks
 
     model = load_head_model(params.flame)
     ids = skin_vertex_ids(model)

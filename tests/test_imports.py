@@ -35,14 +35,9 @@ PIPELINES_MAY_IMPORT = {"stages.registry", "stages.common"}
 # -- what was still broken when this test was written (owner in the reason); delete an entry once it XPASSes
 OUTSIDE_KNOWN: dict[str, str] = {
     "bench/bench_audio_identity.py": "H5/H3: bench calls stages.audio_features/identity/emotion/landmarks run()",
-    "bench/bench_track_device.py": "H4/H3: bench calls stages.track.read_landmarks",
     "bench/bench_track_synth.py": "H4/H3: bench calls stages.ingest/landmarks/synth/track",
-    "bench/diag_dlib68.py": "H3: bench calls stages.track.read_landmarks",
-    "bench/diag_track_synth.py": "H3: bench calls stages.track.read_landmarks",
     "bench/grmn_synth.py": "H2: the second pipeline calls stages.pretrain/corpus/synth",
     "tests/avatar/test_geometry_stage.py": "H3: tests stages.geometry internals",
-    "tests/flame/test_track_e2e.py": "H4/H3: calls stages.track.read_landmarks",
-    "tests/flame/test_track_stage.py": "H4/H3: calls stages.track.run",
     "tests/render/test_graphed.py": "H1/H2: calls stages.render.load_animator",
     "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
     "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
@@ -59,7 +54,6 @@ STAGE_IMPORT_KNOWN: dict[str, str] = {
 SIZE_KNOWN: dict[str, str] = {
     "stages/aus.py": "H3: backends' loops still in the stage",
     "stages/geometry.py": "H3: backends' loops still in the stage",
-    "stages/track.py": "H3: the tracking job and overlay still in the stage",
 }
 
 

@@ -36,7 +36,7 @@ def _landmark_bias_px(work: Path) -> float:
     """Mean distance of the detector's landmarks to the true landmarks, crop pixels (the tracker's input error)."""
     import pyarrow.parquet as pq
 
-    from stages.track import read_landmarks
+    from emotag_core.flame.track import read_landmarks
 
     clips, _ = read_landmarks(work / "landmarks.parquet")
     box = np.stack(pq.read_table(work / "frames.parquet", columns=["box"]).column("box").to_numpy(zero_copy_only=False))
