@@ -1,5 +1,7 @@
 """Action Unit teacher: OpenFace AU names (AU01 ... AU45) on OpenFace's 0-5 intensity scale.
 
+The `aus` job is `aus_run` (the DVC stage `aus@<id>` is a thin door to it).
+
 Every backend returns the full OpenFace set `OPENFACE_AUS` plus the names it really measures
 (`available_aus`); the others are 0. The paper reads AUs from OpenFace (Sec. 3.2.1: the upper-face
 set feeds the expression feature E; AUE-L/U evaluation needs lower and upper).
@@ -35,14 +37,17 @@ Calibration of the `mediapipe` backend to the 0-5 scale (documented, checked in 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from emotag_core.errors import InputError
-from emotag_core.io.tables import OPENFACE_AUS
+from emotag_core.io.frames import FrameStore
+from emotag_core.io.tables import OPENFACE_AUS, TableReader, TableWriter, column_array
 from emotag_core.teachers import Backend, WeightsStatus, no_weights, register_backend
 
 SCALE = "openface_0_5"
@@ -355,3 +360,98 @@ def load(backend: str, cfg: Any = None) -> Any:
 
     get_backend("aus", backend)
     return BACKENDS[backend](cfg)
+
+
+# -- the `aus` job: one table per identity --------------------------------------------------------------
+Progress = Callable[[int, int], None]   # (frames done, total)
+
+
+def _meta(fps: float, size: int, teacher: Any, available: tuple[str, ...]) -> dict:
+    return {"fps": fps, "frame_size": [size, size], "backend": teacher.name, "backend_version": teacher.version,
+            "aus": list(OPENFACE_AUS), "available_aus": list(available), "scale": SCALE}
+
+
+def run_mediapipe(landmarks_path: Path, out_path: Path, cfg: Any,
+                  progress: Progress = lambda done, total: None) -> int:
+    """AUs from the landmarks table: stream raw activations, calibrate per clip, write atomically; rows written."""
+    teacher = MediapipeAus(cfg)
+    reader = TableReader(landmarks_path, "landmarks")
+    names = reader.meta["blendshape_names"]
+    size = int(reader.meta["frame_size"][0])
+    keys_c, keys_f, found, raw = [], [], [], []
+    done = 0
+    for batch in reader.iter_batches(1024, columns=["clip_id", "frame", "face_found", "blendshapes", "landmarks"]):
+        t = pa.Table.from_batches([batch])
+        lm = column_array(t, "landmarks").reshape(-1, 478, 3)
+        raw.append(teacher.raw(column_array(t, "blendshapes"), names, lm))
+        keys_c.append(t.column("clip_id").to_numpy(zero_copy_only=False))
+        keys_f.append(t.column("frame").to_numpy())
+        found.append(column_array(t, "face_found").astype(bool))
+        done += t.num_rows
+        progress(done, reader.num_rows)
+    clip = np.concatenate(keys_c) if keys_c else np.array([], object)
+    frame = np.concatenate(keys_f) if keys_f else np.array([], np.int32)
+    ff = np.concatenate(found) if found else np.array([], bool)
+    r = np.concatenate(raw) if raw else np.zeros((0, len(OPENFACE_AUS)), np.float32)
+    values = np.zeros_like(r)
+    for c in dict.fromkeys(clip.tolist()):  # per-clip (per-person) rest offset
+        m = clip == c
+        values[m] = teacher.calibrate(r[m], teacher.baseline(r[m], ff[m]), ff[m])
+    with TableWriter(out_path, "aus", _meta(float(reader.meta["fps"]), size, teacher, teacher.available)) as out:
+        out.write({"clip_id": clip, "frame": frame.astype(np.int32),
+                   **AuFrames(ff, values, teacher.available).columns()})
+        return out.rows
+
+
+def run_openface_csv(frames_path: Path, out_path: Path, cfg: Any,
+                     progress: Progress = lambda done, total: None) -> int:
+    """AUs imported from `<csv_dir>/<clip_id>.csv`, aligned to the frame store's frames; rows written."""
+    teacher = OpenFaceCsvAus(cfg)
+    store = FrameStore(frames_path)
+    keys = store.keys
+    clip = keys.column("clip_id").to_numpy(zero_copy_only=False)
+    frame = keys.column("frame").to_numpy()
+    t = keys.column("t").to_numpy()
+    tracks = {c: read_openface_csv(teacher.csv_for(c)) for c in store.clip_ids}  # all CSVs checked first
+    available = tuple(a for a in OPENFACE_AUS if all(a in tr.available for tr in tracks.values()))
+    with TableWriter(out_path, "aus", _meta(store.fps, store.size, teacher, available)) as out:
+        for c, tr in tracks.items():
+            m = clip == c
+            res = teacher.predict(tr, frame[m], t[m], store.fps)
+            res.aus[:, [j for j, a in enumerate(OPENFACE_AUS) if a not in available]] = 0.0
+            out.write({"clip_id": clip[m], "frame": frame[m], **res.columns()})
+            progress(out.rows, len(clip))
+        return out.rows
+
+
+def run_pyfeat(frames_path: Path, out_path: Path, cfg: Any, progress: Progress = lambda done, total: None) -> int:
+    """AUs of every frame through py-feat's detector; rows written."""
+    teacher = PyFeatAus(cfg)  # WeightsMissingError before any work
+    store = FrameStore(frames_path)
+    clip = store.keys.column("clip_id").to_numpy(zero_copy_only=False)
+    frame = store.keys.column("frame").to_numpy()
+    with TableWriter(out_path, "aus", _meta(store.fps, store.size, teacher, teacher.available)) as out:
+        done = 0
+        for rows, images in store.iter_batches(cfg.batch_size):
+            out.write({"clip_id": clip[rows], "frame": frame[rows], **teacher.predict(images).columns()})
+            done += len(rows)
+            progress(done, len(store))
+        return out.rows
+
+
+def aus_run(frames_path: Path | None, landmarks_path: Path | None, out_path: Path, cfg: Any,
+            progress: Progress = lambda done, total: None) -> int:
+    """The `aus` table of an identity (atomic) with backend `cfg.backend` (`AusConfig`); rows written.
+
+    `mediapipe` reads `landmarks_path`, `openface_csv` and `pyfeat` read the frame store `frames_path`;
+    an unknown backend is a ConfigError listing the known ones, before any work.
+    """
+    from emotag_core.teachers import get_backend
+
+    get_backend("aus", cfg.backend)
+    need = {"mediapipe": ("landmarks", landmarks_path)}.get(cfg.backend, ("frames", frames_path))
+    if need[1] is None:
+        raise InputError(None, f"aus backend `{cfg.backend}` reads the {need[0]} table, and none was given",
+                         f"pass the {need[0]} table's path")
+    run = {"mediapipe": run_mediapipe, "openface_csv": run_openface_csv, "pyfeat": run_pyfeat}[cfg.backend]
+    return run(need[1], out_path, cfg, progress)

@@ -16,7 +16,6 @@ from emotag_core.config import AusConfig  # noqa: E402
 from emotag_core.errors import InputError, WeightsMissingError  # noqa: E402
 from emotag_core.io.tables import OPENFACE_AUS, SPECS, UPPER_AUS, column_array, read_table  # noqa: E402
 from emotag_core.teachers import aus  # noqa: E402
-from stages import aus as stage  # noqa: E402
 
 OPENFACE_CSV = tm.media("OpenFace_Test.csv")
 
@@ -28,8 +27,10 @@ def _au_matrix(table) -> np.ndarray:
 @pytest.fixture(scope="module")
 def wolfgang_aus(tmp_path_factory):
     out = tmp_path_factory.mktemp("aus") / "aus.parquet"
-    stage.run_mediapipe(tm.wolfgang_landmarks(), out, AusConfig(), progress=False)
+    seen = []
+    rows = aus.aus_run(None, tm.wolfgang_landmarks(), out, AusConfig(), lambda done, total: seen.append((done, total)))
     table, meta = read_table(out, "aus")
+    assert seen[-1] == (rows, rows) == (table.num_rows, table.num_rows)   # progress reaches the end
     lm, _ = read_table(tm.wolfgang_landmarks(), "landmarks")
     return table, meta, lm
 
@@ -108,7 +109,7 @@ def test_openface_csv_importer_on_the_real_csv(tmp_path):
     shutil.copy(OPENFACE_CSV, csv_dir / "clipA.csv")
     store = _blank_store(tmp_path / "frames.parquet", 120, "clipA")  # 20 frames more than the CSV
     out = tmp_path / "aus.parquet"
-    stage.run_openface_csv(store, out, AusConfig(backend="openface_csv", csv_dir=str(csv_dir), csv_align="frame"))
+    aus.aus_run(store, None, out, AusConfig(backend="openface_csv", csv_dir=str(csv_dir), csv_align="frame"))
     table, meta = read_table(out, "aus")
     assert meta["backend"] == "openface_csv" and meta["available_aus"] == list(OPENFACE_AUS)
     found = column_array(table, "face_found").astype(bool)
@@ -148,7 +149,14 @@ def test_pyfeat_missing_weights_fail_before_any_work(tmp_path, monkeypatch):
     monkeypatch.delenv("FEAT_MULTITASK_WEIGHTS", raising=False)
     with pytest.raises(WeightsMissingError, match=str(tmp_path / "hf")) as err:
         # the frame store does not exist: the weights check must come first
-        stage.run_pyfeat(tmp_path / "missing_frames.parquet", tmp_path / "aus.parquet", AusConfig(backend="pyfeat"),
-                         progress=False)
+        aus.aus_run(tmp_path / "missing_frames.parquet", None, tmp_path / "aus.parquet", AusConfig(backend="pyfeat"))
     assert "face_multitask_v28.safetensors" in str(err.value) and "retinaface" in str(err.value)
+    assert not (tmp_path / "aus.parquet").exists()
+
+
+def test_unknown_backend_is_a_config_error_before_any_work(tmp_path):
+    from emotag_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nope"):
+        aus.aus_run(None, None, tmp_path / "aus.parquet", AusConfig(backend="nope"))
     assert not (tmp_path / "aus.parquet").exists()
