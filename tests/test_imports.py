@@ -37,7 +37,6 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "bench/bench_audio_identity.py": "H5/H3: bench calls stages.audio_features/identity/emotion/landmarks run()",
     "bench/bench_track_synth.py": "H4/H3: bench calls stages.ingest/landmarks/synth/track",
     "bench/grmn_synth.py": "H2: the second pipeline calls stages.pretrain/corpus/synth",
-    "tests/avatar/test_geometry_stage.py": "H3: tests stages.geometry internals",
     "tests/render/test_graphed.py": "H1/H2: calls stages.render.load_animator",
     "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
     "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
@@ -51,7 +50,6 @@ STAGE_IMPORT_KNOWN: dict[str, str] = {
     "stages/cli.py": "H3: the CLI's `render` verb imports stages.render",
 }
 SIZE_KNOWN: dict[str, str] = {
-    "stages/geometry.py": "H3: backends' loops still in the stage",
 }
 
 

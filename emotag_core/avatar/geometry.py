@@ -1,19 +1,25 @@
 """Depth and normal maps of a triangle mesh (a small z-buffer rasterizer) and the L_Geo pseudo-GT
-backends of `geometry@<id>` (paper Sec. 3.4, Eq. 14).
+backends of `geometry@<id>` (paper Sec. 3.4, Eq. 14); the job is `geometry_run`.
 
 Backends: `flame` renders the tracked head mesh (offline, no weights); `sapiens` runs TorchScript
 depth and normal checkpoints on the frames (the paper's choice; the user supplies the files).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from emotag_core.errors import InputError, WeightsMissingError
+from emotag_core.config import FlameConfig, GeometryConfig
+from emotag_core.errors import ConfigError, InputError, WeightsMissingError
+from emotag_core.io.frames import FrameStore
+from emotag_core.io.tables import TableReader, TableWriter, column_array
 
 
 def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
@@ -208,3 +214,91 @@ def decode_maps(depth_bytes: bytes, normal_bytes: bytes, size: int) -> tuple[Ten
     if d.size != size * size or n.size != size * size * 3:
         raise InputError(None, f"geometry row has {d.size} depth / {n.size} normal values, expected map_size {size}")
     return torch.from_numpy(d.astype("float32").reshape(size, size)), torch.from_numpy(n.astype("float32").reshape(size, size, 3))
+
+
+# -- the `geometry` job: one table per identity ---------------------------------------------------------
+VERSION = "1"
+Progress = Callable[[int, int], None]   # (frames done, total)
+
+
+def camera_K(meta: dict, frame_size: int) -> Tensor:
+    """Intrinsics [3, 3] in crop pixels from the flame table's `camera` metadata."""
+    cam = meta.get("camera")
+    if not isinstance(cam, dict) or not all(k in cam for k in ("fx", "fy", "cx", "cy")):
+        raise InputError(None, f"flame table metadata `camera` must hold fx, fy, cx, cy; got {cam!r}",
+                         "re-run the track stage")
+    K = torch.tensor([[cam["fx"], 0.0, cam["cx"]], [0.0, cam["fy"], cam["cy"]], [0.0, 0.0, 1.0]])
+    K[:2] *= frame_size / float(cam.get("width", frame_size))
+    return K
+
+
+def run_flame(flame_path: Path, out_path: Path, cfg: GeometryConfig, flame_cfg: FlameConfig,
+              progress: Progress = lambda done, total: None) -> int:
+    """Render the tracked mesh of every row of `flame.parquet` into depth/normal maps; rows written."""
+    from emotag_core.flame import load_head_model
+
+    dev = torch.device(cfg.device)
+    reader = TableReader(flame_path, "flame")
+    meta = reader.meta
+    head = load_head_model(flame_cfg, dev)
+    if meta.get("n_expr") != head.n_expr:
+        raise ConfigError(f"{flame_path}: tracked with n_expr={meta.get('n_expr')} but params flame gives a model "
+                          f"with {head.n_expr}; re-run track@ or fix params `flame`")
+    size = int(meta["frame_size"][0])
+    K = camera_K(meta, size).to(dev)
+    shape = torch.tensor(meta["shape"], dtype=torch.float32, device=dev)[None]
+    teacher = FlameGeometry(head.faces, cfg.size, size)
+    out_meta = {"fps": meta["fps"], "frame_size": meta["frame_size"], "backend": teacher.name,
+                "backend_version": VERSION, "map_size": cfg.size, "depth_units": teacher.depth_units,
+                "flame_model": meta.get("flame_model")}
+    with TableWriter(out_path, "geometry", out_meta) as out:
+        for batch in reader.iter_batches(cfg.batch_size):
+            b = pa.Table.from_batches([batch])
+            p = {k: torch.tensor(column_array(b, k), dtype=torch.float32, device=dev) for k in ("expr", "jaw", "rot", "trans")}
+            B = b.num_rows
+            with torch.no_grad():
+                verts = head(shape.expand(B, -1), p["expr"], p["jaw"], p["rot"], p["trans"])
+            depth, normal = teacher.predict(None, verts, K[None].expand(B, 3, 3))
+            db, nb = encode_maps(depth, normal)
+            out.write({"clip_id": b.column("clip_id").to_numpy(zero_copy_only=False),
+                       "frame": b.column("frame").to_numpy(), "depth": db, "normal": nb})
+            progress(out.rows, reader.num_rows)
+        return out.rows
+
+
+def run_sapiens(frames_path: Path, out_path: Path, cfg: GeometryConfig,
+                progress: Progress = lambda done, total: None) -> int:
+    """Sapiens depth and normals of every frame of the frame store; rows written."""
+    teacher = SapiensGeometry(cfg.weights_path, cfg.normal_weights_path, cfg.size, device=cfg.device)
+    store = FrameStore(frames_path)
+    clip = store.keys.column("clip_id").to_numpy(zero_copy_only=False)
+    frame = store.keys.column("frame").to_numpy()
+    out_meta = {"fps": store.fps, "frame_size": [store.size, store.size], "backend": teacher.name,
+                "backend_version": VERSION, "map_size": cfg.size, "depth_units": teacher.depth_units}
+    with TableWriter(out_path, "geometry", out_meta) as out:
+        for rows, images in store.iter_batches(cfg.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+            depth, normal = teacher.predict(x, None, None)
+            db, nb = encode_maps(depth, normal)
+            out.write({"clip_id": clip[rows], "frame": frame[rows], "depth": db, "normal": nb})
+            progress(out.rows, len(store))
+        return out.rows
+
+
+def geometry_run(flame_path: Path | None, frames_path: Path | None, out_path: Path, cfg: GeometryConfig,
+                 flame_cfg: FlameConfig, progress: Progress = lambda done, total: None) -> int:
+    """The `geometry` table of an identity (atomic) with backend `cfg.backend`; rows written.
+
+    `flame` renders the tracked mesh of `flame_path` (the head model of `flame_cfg`); `sapiens` runs
+    on the frame store `frames_path`. An unknown backend is a ConfigError before any work.
+    """
+    if cfg.backend not in ("flame", "sapiens"):
+        raise ConfigError(f"params: geometry.backend must be `flame` or `sapiens`, got {cfg.backend!r}")
+    src = flame_path if cfg.backend == "flame" else frames_path
+    if src is None:
+        what = "FLAME track" if cfg.backend == "flame" else "frame store"
+        raise InputError(None, f"geometry backend `{cfg.backend}` reads the {what}, and none was given",
+                         f"pass the {what}'s path")
+    if cfg.backend == "flame":
+        return run_flame(src, out_path, cfg, flame_cfg, progress)
+    return run_sapiens(src, out_path, cfg, progress)

@@ -1,10 +1,11 @@
-"""`geometry@<id>` flame backend end to end on a small tracked table."""
+"""The `geometry` job (`emotag_core.avatar.geometry.geometry_run`), flame backend, end to end on a small
+tracked table."""
 import numpy as np
 import pytest
 
-from emotag_core.avatar.geometry import decode_maps
+from emotag_core.avatar.geometry import camera_K, decode_maps, geometry_run
 from emotag_core.config import FlameConfig, GeometryConfig
-from emotag_core.errors import SchemaError
+from emotag_core.errors import ConfigError, SchemaError
 from emotag_core.flame import load_head_model
 from emotag_core.io.tables import read_table, write_table
 
@@ -25,13 +26,12 @@ def _flame_table(path, head, T=3):
 
 
 def test_flame_backend_writes_maps_of_the_tracked_mesh(tmp_path):
-    from stages.geometry import run_flame
-
     head = load_head_model(FlameConfig(), "cpu")
     _flame_table(tmp_path / "flame.parquet", head)
-    n = run_flame(tmp_path / "flame.parquet", tmp_path / "geometry.parquet", GeometryConfig(size=48), FlameConfig(),
-                  progress=False)
-    assert n == 3
+    seen = []
+    n = geometry_run(tmp_path / "flame.parquet", None, tmp_path / "geometry.parquet", GeometryConfig(size=48),
+                     FlameConfig(), lambda done, total: seen.append((done, total)))
+    assert n == 3 and seen[-1] == (3, 3)
     tab, meta = read_table(tmp_path / "geometry.parquet", "geometry")
     assert meta["map_size"] == 48 and meta["depth_units"] == "metres_z" and meta["backend"] == "flame"
     maps = [decode_maps(d, nn, 48) for d, nn in zip(tab.column("depth").to_pylist(), tab.column("normal").to_pylist())]
@@ -45,9 +45,12 @@ def test_flame_backend_writes_maps_of_the_tracked_mesh(tmp_path):
 
 
 def test_missing_camera_metadata_is_named(tmp_path):
-    from stages.geometry import camera_K
-
     with pytest.raises(Exception, match="camera"):
         camera_K({"camera": {"fx": 1.0}}, 512)
     with pytest.raises(SchemaError):
         read_table(tmp_path / "nope.parquet", "geometry")
+
+
+def test_unknown_backend_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="geometry.backend"):
+        geometry_run(None, None, tmp_path / "geometry.parquet", GeometryConfig(backend="nope"), FlameConfig())
