@@ -428,6 +428,10 @@ class AdaptConfig:
     after the adaptation part, `train_seconds`)."""
     checkpoint_every: int = 50
     """Iterations between resumable checkpoints."""
+    layers: bool = True
+    """Composite the head over a background plate and a torso layer built from the adaptation frames'
+    person masks (`masks@<id>`; needs `ingest.crop: fixed`), so the Gaussians model the head only and
+    the background stays sharp (issue 18). false: a learned 64 px background, as before."""
 
 
 @dataclass

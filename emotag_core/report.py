@@ -43,6 +43,37 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def strip_image(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], frozen: np.ndarray | None = None,
+                side: int = 256, labels: Sequence[str] = ()) -> np.ndarray:
+    """One row per frame: ground truth | render | error (|render - truth| summed over RGB, x2) | frozen frame
+    (when given). gt, pred: [H, W, 3] uint8 each -> [rows * side, cols * side, 3] uint8 RGB."""
+    import cv2
+
+    def fit(x: np.ndarray) -> np.ndarray:
+        return cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA if x.shape[0] > side else cv2.INTER_LINEAR)
+
+    rows = []
+    for i, (g, r) in enumerate(zip(gt, pred)):
+        r = cv2.resize(r, g.shape[1::-1]) if r.shape != g.shape else r
+        err = np.clip(np.abs(r.astype(np.int16) - g).sum(-1) * 2, 0, 255).astype(np.uint8)
+        tiles = [fit(g), fit(r), fit(np.repeat(err[..., None], 3, -1))] + ([fit(frozen)] if frozen is not None else [])
+        row = np.concatenate(tiles, 1)
+        if i < len(labels):
+            cv2.putText(row, labels[i], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    return np.concatenate(rows, 0)
+
+
+def image_png(img: np.ndarray) -> str:
+    """[H, W, 3] uint8 RGB -> base64 PNG (for `write_report`'s figures)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not PNG-encode the image")
+    return base64.b64encode(buf.tobytes()).decode()
+
+
 def curves_png(curves: Mapping[str, Sequence[float]], fps: float, title: str) -> str:
     """Stacked per-frame curves (one panel each) -> base64 PNG."""
     import matplotlib

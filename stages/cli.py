@@ -108,6 +108,22 @@ def switch_profile(name: str, params_path: Path = PARAMS) -> None:
     write_text(params_path, src.read_text(encoding="utf-8"))
 
 
+def render_adhoc(identity: str, audio: Path, out: Path, realtime: bool = False) -> dict:
+    """`emotag render <id> <audio> [--stream]`: the adapted identity speaking `audio`, into `out` (by default
+    under `renders/<id>/`, which DVC does not own); `realtime` reads the file at its own pace and reports
+    the per-frame latency. Returns the render summary."""
+    from emotag_core.render.adapted import load_animator
+    from emotag_core.render.jobs import feature_backend, stream_identity
+    from stages.common import need_adapted, params, target_files
+
+    p, paths = params(), Paths(identity)
+    animator = load_animator(need_adapted(identity, paths), p.flame, p.pretrain.rasterizer, p.render, p.ingest.size,
+                             batch=1)
+    return stream_identity(target_files(identity, paths, audio=False), animator,
+                           feature_backend(p.audio_features, p.ingest.fps), p.render.cue_clip, p.render.cue_mode,
+                           audio, p.ingest.fps, out=out, realtime=realtime)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="emotag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -144,12 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             switch_profile(args.name)
             print(f"params.yaml is now the `{args.name}` profile; run `dvc repro` (or `dvc exp run`)")
         elif args.cmd == "render":
-            from stages.render import stream
-
             if not args.audio.exists():
                 raise InputError(args.audio, "no such audio file")
-            out = args.out or Paths(args.identity).renders / f"{args.audio.stem}.mp4"
-            summary = stream(args.identity, args.audio, out=out, realtime=args.stream)
+            out = args.out or Paths(args.identity).adhoc_renders / f"{args.audio.stem}.mp4"
+            summary = render_adhoc(args.identity, args.audio, out, realtime=args.stream)
             print(f"wrote {out}")
             for k, v in summary.items():
                 print(f"  {k}: {v}")

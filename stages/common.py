@@ -58,6 +58,12 @@ class Paths:
         return self.root / DATA / "renders" / self.id
 
     @property
+    def adhoc_renders(self) -> Path:
+        """Where `emotag render <id> <audio>` writes: `renders/<id>/`, a folder DVC does not own (a file in
+        `data/renders/<id>/` would turn `dvc status` dirty and be deleted by the next `dvc repro`)."""
+        return self.root / "renders" / self.id
+
+    @property
     def metrics_json(self) -> Path:
         return self.root / DATA / "metrics" / f"{self.id}.json"
 
@@ -139,3 +145,23 @@ def sweep(*folders: Path) -> None:
     """Remove temp leftovers of a killed earlier run of this stage."""
     for f in folders:
         sweep_temps(f)
+
+
+def need_adapted(identity: str, paths: Paths) -> Path:
+    """The adapted model folder of `identity`; StageMissingError (`dvc repro adapt@<id>`) if a file is absent."""
+    from emotag_core.render.adapted import ADAPTED_FILES
+
+    for f in ADAPTED_FILES:
+        need(paths.models / f, f"the adapted model of `{identity}`", "adapt", identity)
+    return paths.models
+
+
+def target_files(identity: str, paths: Paths, audio: bool = True) -> Any:
+    """The identity's tables (and audio folder) as `TargetFiles`, checked: StageMissingError naming the stage."""
+    from emotag_core.render.jobs import TargetFiles
+
+    for table, st in (("frames", "ingest"), ("flame", "track"), ("aus", "aus")):
+        need(paths.table(table), f"the `{table}` table of `{identity}`", st, identity)
+    if audio:
+        need(paths.audio_dir, "the identity's audio", "ingest", identity)
+    return TargetFiles(identity, paths.processed)

@@ -37,7 +37,6 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "bench/bench_audio_identity.py": "H5/H3: bench calls stages.audio_features/identity/emotion/landmarks run()",
     "bench/bench_track_synth.py": "H4/H3: bench calls stages.ingest/landmarks/synth/track",
     "bench/grmn_synth.py": "H2: the second pipeline calls stages.pretrain/corpus/synth",
-    "tests/render/test_graphed.py": "H1/H2: calls stages.render.load_animator",
     "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
     "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
     "tests/teachers/teacher_media.py": "H3: calls stages.landmarks.run",
@@ -47,7 +46,6 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "tests/teachers/test_landmarks.py": "H3: tests stages.landmarks internals",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
-    "stages/cli.py": "H3: the CLI's `render` verb imports stages.render",
 }
 SIZE_KNOWN: dict[str, str] = {
 }

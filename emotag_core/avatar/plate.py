@@ -1,4 +1,7 @@
-"""Background plate: one still image of the scene behind the person, per clip (issue 18, item 3).
+"""The layers behind the head, per clip (issue 18, items 3-4): a background plate and a torso layer.
+
+The render composites head, then torso, then plate (`avatar.scene.IdentityScene.composite`); under a
+fixed crop (`ingest.crop: fixed`) both stay put in crop coordinates.
 
 Built only from the rows it is given (the adaptation frames; the caller never passes held-out
 ones): a per-pixel median over the frames where that pixel is labelled background (or padding
@@ -9,7 +12,8 @@ with OpenCV's inpainting (Telea).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,3 +67,79 @@ def background_plate(frames: _Frames, masks: _Masks, rows: Sequence[int], erode_
     if (~seen).any():
         plate = cv2.inpaint(plate, (~seen).astype(np.uint8), inpaint_radius, cv2.INPAINT_TELEA)
     return plate, seen
+
+
+def torso_layer(frames: _Frames, masks: _Masks, rows: Sequence[int], max_frames: int = 64,
+                labels: Sequence[int] = (2, 3, 4), feather_px: int = 2) -> np.ndarray:
+    """The static 2-D layer of the person around the head: RGBA [H, W, 4] uint8.
+
+    Colour: the per-pixel median over the `rows` where the pixel is labelled hair, neck or torso
+    (`labels`); alpha: the fraction of those rows, feathered by a Gaussian of `feather_px`, so a
+    shoulder that moves a little gets a soft edge instead of a seam. Pixels never labelled so are
+    transparent.
+    """
+    import cv2
+
+    rows = [int(r) for r in rows]
+    if not rows:
+        raise ValueError("torso_layer needs at least one adaptation row")
+    if len(rows) > max_frames:
+        rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_frames).round()]
+    x = np.stack([frames.get(r) for r in rows])                       # [N, H, W, 3]
+    v = np.stack([np.isin(masks.get(r), labels) for r in rows])       # [N, H, W]
+    count = v.sum(0)
+    key = np.where(v[..., None], x.astype(np.uint16), np.uint16(256))
+    key.sort(axis=0)
+    lo, hi = np.clip((count - 1) // 2, 0, None), np.clip(count // 2, 0, None)
+    gl = np.take_along_axis(key, lo[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
+    gh = np.take_along_axis(key, hi[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
+    rgb = np.where(count[..., None] > 0, np.clip(np.round((gl + gh) / 2), 0, 255), 0).astype(np.uint8)
+    alpha = count.astype(np.float32) / len(rows)
+    if feather_px > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), feather_px) * (count > 0)  # soft inside, 0 where never seen
+    return np.concatenate([rgb, np.clip(np.round(alpha * 255), 0, 255).astype(np.uint8)[..., None]], -1)
+
+
+def backdrop(plate: np.ndarray, torso: np.ndarray | None) -> np.ndarray:
+    """What the head is composited over: the torso layer (RGBA [H, W, 4] uint8) over the plate or any
+    other image ([H, W, 3] uint8) -> [H, W, 3] uint8."""
+    if torso is None:
+        return plate
+    a = torso[..., 3:].astype(np.float32) / 255.0
+    out = torso[..., :3].astype(np.float32) * a + plate.astype(np.float32) * (1.0 - a)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+class MaskRows:
+    """Label maps of a `masks` table by frame-store row (checked to describe the same frames)."""
+
+    def __init__(self, masks_path: str | Path, frame_keys: Any) -> None:
+        from emotag_core.errors import InputError
+        from emotag_core.io.tables import TableReader
+
+        t = TableReader(masks_path, "masks").read(columns=["clip_id", "frame", "labels"])
+        same = (t.column("clip_id").to_pylist() == frame_keys.column("clip_id").to_pylist()
+                and t.column("frame").to_pylist() == frame_keys.column("frame").to_pylist())
+        if not same:
+            raise InputError(masks_path, "the masks table does not describe the frame store's frames",
+                             "re-run `dvc repro masks@<id>` after ingest")
+        self._labels = t.column("labels")
+
+    def get(self, i: int) -> np.ndarray:
+        from emotag_core.teachers.segmentation import decode_labels
+
+        return decode_labels(self._labels[int(i)].as_py())
+
+
+def scene_layers(frames_path: str | Path, masks_path: str | Path, rows: Sequence[int], max_frames: int = 64
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The background plate [H, W, 3] and torso layer [H, W, 4] (uint8) of one clip from its adaptation
+    `rows` only (frame-store rows), plus a summary (rows used, fraction of the plate never seen)."""
+    from emotag_core.io.frames import FrameStore
+
+    store = FrameStore(frames_path)
+    masks = MaskRows(masks_path, store.keys)
+    plate, seen = background_plate(store, masks, rows, max_frames=max_frames)
+    torso = torso_layer(store, masks, rows, max_frames=max_frames)
+    return plate, torso, {"rows": len(rows), "plate_inpainted": round(float(1 - seen.mean()), 4),
+                          "torso_cover": round(float((torso[..., 3] > 127).mean()), 4)}

@@ -121,20 +121,68 @@ class IdentityScene(nn.Module):
         view = camera_view(K.shape[0], K)
         return maps(*rasterize_splats(splat_inputs(g, view), view, K, size, self.backend))
 
-    def composite(self, out: dict[str, Tensor], size: int) -> dict[str, Tensor]:
-        """Rasterized maps + the background image -> the same maps with `image` [B, 3, size, size] added."""
+    # -- the layers behind the head (issue 18): a background plate and a torso layer, from the adaptation frames
+    @property
+    def has_layers(self) -> bool:
+        """True when the head is composited over the identity's torso layer and background plate."""
+        return getattr(self, "plate", None) is not None and self.plate.numel() > 0
+
+    def set_layers(self, plate: Tensor, torso: Tensor | None) -> None:
+        """plate [3, H, W] uint8 (the scene behind the person), torso [4, H, W] uint8 RGBA (hair, neck, torso)
+        at the frame size; saved with the scene. From then on `composite` puts the head over them."""
+        if plate.dtype != torch.uint8 or plate.ndim != 3 or plate.shape[0] != 3:
+            raise InputError(None, f"set_layers: plate must be [3, H, W] uint8, got {tuple(plate.shape)} {plate.dtype}")
+        if torso is not None and (torso.dtype != torch.uint8 or tuple(torso.shape) != (4, *plate.shape[1:])):
+            raise InputError(None, f"set_layers: torso must be [4, H, W] uint8 like the plate, got {tuple(torso.shape)}")
+        dev = self.K.device
+        self.register_buffer("plate", plate[None].contiguous().to(dev))
+        self.register_buffer("torso", (torso if torso is not None else torch.zeros(4, *plate.shape[1:],
+                                                                           dtype=torch.uint8))[None].contiguous().to(dev))
+        self.over: Tensor | None = None
+
+    def set_over(self, image: Tensor | None) -> None:
+        """Render onto another backdrop: image [3, H, W] uint8 (or a colour, [3, 1, 1]) in place of the plate
+        (the torso layer stays on top); None: back to the plate. Not saved."""
+        self.over = None if image is None else image.to(self.K.device)
+
+    def backdrop(self, size: int) -> Tensor:
+        """[1, 3, size, size] in [0, 1]: the torso layer over the plate (or `set_over`'s image), resized."""
         import torch.nn.functional as F
 
-        bg = F.interpolate(self.background, size=(size, size), mode="bilinear", align_corners=False)
+        a = self.torso[:, 3:].float() / 255.0
+        base = self.plate if getattr(self, "over", None) is None else self.over
+        base = base.float().div(255.0).reshape(1, 3, *base.shape[-2:])
+        if base.shape[-2:] != self.plate.shape[-2:]:
+            base = F.interpolate(base, size=tuple(self.plate.shape[-2:]), mode="bilinear", align_corners=False)
+        img = self.torso[:, :3].float() / 255.0 * a + base * (1.0 - a)
+        if img.shape[-1] != size:
+            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return img
+
+    def composite(self, out: dict[str, Tensor], size: int, out_size: int | None = None) -> dict[str, Tensor]:
+        """Rasterized maps + what lies behind the head -> the same maps with `image` [B, 3, S, S] added
+        (S = out_size or size). With layers: head, then torso, then plate; else the learned background.
+        out_size: upsample colour and alpha (bilinear) to it first, so the layers stay at full resolution."""
+        import torch.nn.functional as F
+
         out = dict(out)
-        out["image"] = out["colour"] + (1.0 - out["alpha"]) * bg.clamp(0, 1)
+        if out_size is not None and int(out_size) != size:
+            size = int(out_size)
+            for k in ("colour", "alpha"):
+                out[k] = F.interpolate(out[k], size=(size, size), mode="bilinear", align_corners=False)
+        if self.has_layers:
+            bg = self.backdrop(size)
+        else:
+            bg = F.interpolate(self.background, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+        out["image"] = out["colour"] + (1.0 - out["alpha"]) * bg
         return out
 
     def render(self, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, mouth: Tensor | None,
-               size: int) -> dict[str, Tensor]:
-        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> image [B, 3, size, size] etc."""
+               size: int, out_size: int | None = None) -> dict[str, Tensor]:
+        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> image [B, 3, S, S] etc.
+        (rasterized at `size`; S = out_size or size, see `composite`)."""
         g = self.pose(expr, jaw, rot, trans, mouth)
-        return self.composite(self.rasterize(g, self.intrinsics(size, expr.shape[0]), size), size)
+        return self.composite(self.rasterize(g, self.intrinsics(size, expr.shape[0]), size), size, out_size)
 
 
 def camera_K(camera: dict[str, Any]) -> Tensor:

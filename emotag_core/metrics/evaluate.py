@@ -31,7 +31,7 @@ from emotag_core.io.atomic import write_text
 from emotag_core.io.tables import OPENFACE_AUS, TableReader, column_array
 from emotag_core.metrics.image import psnr, ssim
 from emotag_core.metrics.motion import aue, lmd, mouth_opening
-from emotag_core.metrics.summary import KEYS, MetricsRecord
+from emotag_core.metrics.summary import KEYS, REPORT_KEYS, MetricsRecord
 from emotag_core.metrics.sync import av_offset, frame_energy
 from emotag_core.render.jobs import TargetFiles, clip_rows
 from emotag_core.split import Split
@@ -177,6 +177,7 @@ class _State:
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     syncnet: dict[str, dict[str, Any]] = field(default_factory=dict)  # render name -> Sync-C/E
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    frozen: np.ndarray | None = None  # the frozen-frame baseline's frame [H, W, 3]
 
 
 def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: Any, renders: dict[str, Any],
@@ -205,6 +206,7 @@ def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: An
                                      for s in range(0, T, BATCH)])
     M.mean("psnr", curves["psnr"], "no held-out frames")
     M.mean("ssim", curves["ssim"], "no held-out frames")
+    st.frozen = _frozen_and_head(st, files, split, store, pred, gt, rows)
     try:
         from emotag_core.metrics.lpips_metric import Lpips
 
@@ -252,6 +254,7 @@ def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: An
                 M.missing(k, f"AUs on rendered frames need the mediapipe AU backend (aus.backend is "
                              f"`{teachers.aus.backend}`)")
         wave = audio_of(files.audio(clip))[int(round(h0 * SAMPLE_RATE / fps)):]
+        _mouth(st, wave, ff_p & ff_g, fps)
         M.extra["self_reconstruction"] = {"frames": T, "clip": clip, "from_frame": int(h0),
                                           "sync_render": sync_of(curves["mouth_open_render"], wave, fps),
                                           "sync_real": sync_of(curves["mouth_open_real"], wave, fps)}
@@ -279,6 +282,73 @@ def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: An
         M.extra["emotion_intensity"] = {"per_level": per, "gate_vs_true_strength_corr": corr}
     else:
         M.extra["emotion_intensity"] = {"reason": f"no intensity labels for `{files.identity}` ({truth} absent)"}
+
+
+HEAD_LABELS = (1,)  # emotag_core.teachers.segmentation.HEAD: the tracked head's silhouette within the person
+
+
+def _frozen_and_head(st: _State, files: TargetFiles, split: Split, store: Any, pred: list[np.ndarray],
+                     gt: list[np.ndarray], rows: np.ndarray) -> np.ndarray | None:
+    """The frozen-frame baseline (the last adaptation frame, repeated) on the same frames and crops
+    (`psnr_frozen`, `ssim_frozen`), and PSNR/SSIM of render and frozen frame over the real frames'
+    head mask (`masks` table: `psnr_head`, `ssim_head`, `psnr_head_frozen`, `ssim_head_frozen`).
+    Returns the frozen frame [H, W, 3] (None when there is no adaptation frame)."""
+    M, curves = st.M, st.curves
+    adapt_rows = split.adapt_segment.rows(store.keys)
+    if not len(adapt_rows):
+        for k in ("psnr_frozen", "ssim_frozen"):
+            M.missing(k, "no adaptation frame to freeze")
+        return None
+    frozen = store.get(int(adapt_rows[-1]))
+    fz = [frozen] * len(gt)
+    curves["psnr_frozen"] = np.concatenate([psnr(np.stack(fz[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
+                                            for s in range(0, len(gt), BATCH)])
+    curves["ssim_frozen"] = np.concatenate([ssim(np.stack(fz[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
+                                            for s in range(0, len(gt), BATCH)])
+    M.mean("psnr_frozen", curves["psnr_frozen"], "no held-out frames")
+    M.mean("ssim_frozen", curves["ssim_frozen"], "no held-out frames")
+    masks_path = files.table("masks")
+    head_keys = ("psnr_head", "ssim_head", "psnr_head_frozen", "ssim_head_frozen")
+    if not Path(masks_path).exists():
+        for k in head_keys:
+            M.missing(k, f"no person masks ({masks_path} absent: run masks@{files.identity})")
+        return frozen
+    from emotag_core.avatar.plate import MaskRows
+
+    masks = MaskRows(masks_path, store.keys)
+    for k in head_keys:
+        curves[k] = np.full(len(gt), np.nan)
+    for s0 in range(0, len(gt), BATCH):
+        m = np.stack([np.isin(masks.get(int(r)), HEAD_LABELS) for r in rows[s0:s0 + BATCH]])
+        ok = m.reshape(len(m), -1).any(1)
+        if not ok.any():
+            continue
+        g, p_, f = np.stack(gt[s0:s0 + BATCH])[ok], np.stack(pred[s0:s0 + BATCH])[ok], np.stack(fz[s0:s0 + BATCH])[ok]
+        idx = np.arange(s0, s0 + len(m))[ok]
+        curves["psnr_head"][idx], curves["ssim_head"][idx] = psnr(p_, g, mask=m[ok]), ssim(p_, g, mask=m[ok])
+        curves["psnr_head_frozen"][idx], curves["ssim_head_frozen"][idx] = psnr(f, g, mask=m[ok]), ssim(f, g, mask=m[ok])
+    for k in head_keys:
+        M.mean(k, curves[k], "no held-out frame with a head in its mask")
+    M.extra["head_mask"] = "masks table label `head` of the real frames (the tracked head's silhouette within the person)"
+    return frozen
+
+
+def _mouth(st: _State, wave: np.ndarray, valid: np.ndarray, fps: float) -> None:
+    """Does the rendered mouth move with the real one? `mouth_corr` (Pearson r of the rendered and real
+    inner-lip openings over the held-out frames both have a face in), `mouth_std_ratio` (rendered spread /
+    real spread), beside the baseline 'opening = audio energy' (`mouth_corr_energy`)."""
+    M, c = st.M, st.curves
+    r, g = c["mouth_open_render"], c["mouth_open_real"]
+    e = frame_energy(wave, SAMPLE_RATE, fps, len(r))
+    ok = valid & np.isfinite(r) & np.isfinite(g)
+    if ok.sum() < 3 or np.std(g[ok]) == 0:
+        for k in ("mouth_corr", "mouth_std_ratio", "mouth_corr_energy"):
+            M.missing(k, "fewer than 3 held-out frames with a face in both, or a still real mouth")
+        return
+    M.set("mouth_std_ratio", float(np.std(r[ok]) / np.std(g[ok])))
+    M.set("mouth_corr", float(np.corrcoef(r[ok], g[ok])[0, 1]) if np.std(r[ok]) > 0 else None,
+          "the rendered mouth does not move")
+    M.set("mouth_corr_energy", float(np.corrcoef(e[ok], g[ok])[0, 1]) if np.std(e[ok]) > 0 else None, "silent audio")
 
 
 def _ood_audio(st: _State, renders: dict[str, Any], out: EvaluationPaths, evaluate: Any, teachers: Teachers,
@@ -336,7 +406,7 @@ def _headline(st: _State, renders: dict[str, Any], out: EvaluationPaths, identit
     ts, why_t = train_seconds(out.models, out.metrics_dir, identity)
     M.set("train_s", ts, why_t or None)
     if lip_flag:
-        for k in ("lmd", "sync_c", "sync_e", "av_offset_frames", "av_confidence"):
+        for k in ("lmd", "sync_c", "sync_e", "av_offset_frames", "av_confidence", "mouth_corr", "mouth_corr_energy"):
             M.flag(k, lip_flag)
     return M.to_dict()
 
@@ -344,12 +414,13 @@ def _headline(st: _State, renders: dict[str, Any], out: EvaluationPaths, identit
 def _write(st: _State, metrics: dict[str, Any], split: Split, store: Any, renders: dict[str, Any],
            out: EvaluationPaths, evaluate: Any, identity: str, notes: list[str]) -> None:
     """frames.csv, gate.json, the metrics JSON and the HTML report."""
-    from emotag_core.report import curves_png, emotion_png, side_by_side, write_report
+    from emotag_core.report import curves_png, emotion_png, image_png, side_by_side, strip_image, write_report
 
     curves, fps, rows = st.curves, split.fps, st.rows
     h0 = split.heldout_start
     n = max((len(v) for v in curves.values()), default=0)
-    cols = [k for k in ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
+    cols = [k for k in ("psnr", "ssim", "psnr_frozen", "ssim_frozen", "psnr_head", "ssim_head", "psnr_head_frozen",
+                        "ssim_head_frozen", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
             if k in curves]
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -364,6 +435,14 @@ def _write(st: _State, metrics: dict[str, Any], split: Split, store: Any, render
     write_text(out.metrics_json, json.dumps(metrics, indent=1, allow_nan=False))
 
     figures = []
+    if len(rows):
+        picks = np.unique(np.linspace(0, len(rows) - 1, 4).round().astype(int))
+        pred = read_mp4(out.renders / "heldout.mp4", int(picks[-1]) + 1)
+        if len(pred) > picks[-1]:
+            strip = strip_image([store.get(int(rows[i])) for i in picks], [pred[i] for i in picks], st.frozen,
+                                side=evaluate.report_side, labels=[f"t={(h0 + i) / fps:.2f}s" for i in picks])
+            figures.append(("Held-out frames: ground truth | render | error | frozen frame (the baseline: the last "
+                            "adaptation frame)", image_png(strip)))
     if curves:
         figures.append(("Per-frame metrics on the held-out frames", curves_png(curves, fps, "self-reconstruction")))
     for name, r in renders["renders"].items():
@@ -380,7 +459,7 @@ def _write(st: _State, metrics: dict[str, Any], split: Split, store: Any, render
             side_by_side(read_mp4(heldout_mp4, len(rows)), (store.get(int(r)) for r in rows), sbs,
                          side=evaluate.report_side, fps=fps,
                          audio=frame_blocks(iter_samples(heldout_mp4, SAMPLE_RATE), SAMPLE_RATE, fps))
-        write_report(out.report, identity, metrics, sbs, figures, notes=notes, keys=KEYS)
+        write_report(out.report, identity, metrics, sbs, figures, notes=notes, keys=KEYS + REPORT_KEYS)
 
 
 def evaluate_run(files: TargetFiles, split: Split, out: EvaluationPaths, evaluate: Any,

@@ -27,11 +27,29 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
         raise ValueError(f"rendered and ground-truth frames differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
 
 
-def psnr(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, data_range: float = 255.0) -> np.ndarray:
-    """Per-frame PSNR in dB. pred, gt: [B, H, W, C] (or one [H, W, C]) -> [B]."""
+def _as_mask(mask: np.ndarray | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """[B, H, W] (or [H, W]) bool -> [B, H, W] float64, checked against images [B, H, W, C]."""
+    if mask is None:
+        return None
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    if m.ndim == 2:
+        m = m[None]
+    if tuple(m.shape) != tuple(like.shape[:3]):
+        raise ValueError(f"mask must be [B, H, W] = {tuple(like.shape[:3])}, got {tuple(m.shape)}")
+    return m.to(torch.float64)
+
+
+def psnr(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, data_range: float = 255.0,
+         mask: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+    """Per-frame PSNR in dB. pred, gt: [B, H, W, C] (or one [H, W, C]) -> [B].
+    mask [B, H, W] bool: the mean squared error over those pixels only (NaN for an empty mask)."""
     a, b = _as_float(pred), _as_float(gt)
     _check_pair(a, b)
-    mse = ((a - b) ** 2).flatten(1).mean(1)
+    m = _as_mask(mask, a)
+    if m is None:
+        mse = ((a - b) ** 2).flatten(1).mean(1)
+    else:
+        mse = (((a - b) ** 2).mean(-1) * m).flatten(1).sum(1) / m.flatten(1).sum(1)
     out = 10.0 * torch.log10(data_range ** 2 / mse)
     return torch.nan_to_num(out, posinf=PSNR_CAP_DB).clamp(max=PSNR_CAP_DB).numpy()
 
@@ -44,17 +62,20 @@ def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
 
 
 def ssim(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, data_range: float = 255.0,
-         sigma: float = 1.5) -> np.ndarray:
+         sigma: float = 1.5, mask: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
     """Per-frame SSIM (mean over pixels and channels). pred, gt: [B, H, W, C] -> [B].
 
     Gaussian-weighted statistics; the border of width `radius` is excluded, as scikit-image does.
+    mask [B, H, W] bool: the mean of the SSIM map over those pixels only (NaN for an empty mask).
     """
     pred_t = torch.as_tensor(np.asarray(pred) if not isinstance(pred, torch.Tensor) else pred)
     gt_t = torch.as_tensor(np.asarray(gt) if not isinstance(gt, torch.Tensor) else gt)
     if pred_t.ndim == 4 and pred_t.shape == gt_t.shape and pred_t.shape[0] > 1:
         # one frame at a time: float64 temporaries of a whole batch at 512x512 (100s of MB each) cost
         # ~2.5x more in page faults and cache misses than the arithmetic
-        return np.concatenate([ssim(pred_t[i:i + 1], gt_t[i:i + 1], data_range, sigma) for i in range(pred_t.shape[0])])
+        ms = [None] * pred_t.shape[0] if mask is None else [np.asarray(mask)[i:i + 1] for i in range(pred_t.shape[0])]
+        return np.concatenate([ssim(pred_t[i:i + 1], gt_t[i:i + 1], data_range, sigma, ms[i])
+                               for i in range(pred_t.shape[0])])
     a, b = _as_float(pred_t), _as_float(gt_t)
     _check_pair(a, b)
     B, H, W, C = a.shape
@@ -84,4 +105,10 @@ def ssim(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, data_ra
     vxy = blur(x * y) - ux * uy
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    m = _as_mask(mask, a)
+    if m is not None:  # the map covers the valid region: crop the mask the same way
+        r0 = (k - 1) // 2
+        mc = m[:, r0:r0 + s.shape[-2], r0:r0 + s.shape[-1]]  # [B, h, w]
+        sm = s.reshape(B, C, s.shape[-2], s.shape[-1]).mean(1)
+        return ((sm * mc).flatten(1).sum(1) / mc.flatten(1).sum(1)).numpy()
     return s.reshape(B, C, -1).mean(dim=(1, 2)).numpy()

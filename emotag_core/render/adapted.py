@@ -58,7 +58,11 @@ def load_adapted(folder: str | Path, flame: Any, rasterizer: str,
         raise InputError(path, "not an adapted scene written by this project", "re-run `dvc repro adapt@<id>`")
     head = load_head_model(flame, device)
     scene = build_scene(head, payload["meta"], payload["n_gaussians"], backend=rasterizer, device=device)
-    scene.load_state_dict(payload["state_dict"])
+    state = dict(payload["state_dict"])
+    plate, torso = state.pop("plate", None), state.pop("torso", None)
+    scene.load_state_dict(state)
+    if plate is not None:  # the layers behind the head (issue 18), when adapt built them
+        scene.set_layers(plate[0], None if torso is None else torso[0])
     s = torch.tensor(payload["meta"]["identity_vector"], dtype=torch.float32, device=device)[None]
     return grmn.eval(), scene.eval(), s
 

@@ -162,8 +162,10 @@ class Animator:
         g_pred = out.g.reshape(-1).cpu().numpy()
         out = apply_gate(out, self.control, self.grmn.spec.n_expr)
         mouth = out.mouth if out.mouth.shape[1] > 0 else None
+        layered = {"out_size": self.size} if getattr(self.scene, "has_layers", False) else {}  # plate at full size
         r = self.scene.render(out.expr, out.jaw, torch.as_tensor(rot, dtype=torch.float32, device=dev),
-                              torch.as_tensor(trans, dtype=torch.float32, device=dev), mouth, self.raster_size)
+                              torch.as_tensor(trans, dtype=torch.float32, device=dev), mouth, self.raster_size,
+                              **layered)
         img = r["image"] if "image" in r else r["colour"]  # [B, 3, H, W] in [0, 1]
         if img.shape[-1] != self.size or img.shape[-2] != self.size:
             img = torch.nn.functional.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)

@@ -142,12 +142,13 @@ class FramePoser:
         return Posed(*res)
 
     @torch.no_grad()
-    def draw(self, posed: Posed, size: int) -> Tensor:
-        """Rasterize posed Gaussians over the scene's background -> colour [B, 3, size, size] in [0, 1]."""
+    def draw(self, posed: Posed, size: int, out_size: int | None = None) -> Tensor:
+        """Rasterize posed Gaussians at `size` over the scene's background -> colour [B, 3, S, S] in [0, 1]
+        (S = out_size or size: the scene's layers are composited at S)."""
         sc = self.scene
         K = sc.intrinsics(size, self.batch)
         r = maps(*rasterize_splats(posed.splats, self._view, K, size, sc.backend))
-        return sc.composite(r, size)["image"]  # the scene's own steps, as IdentityScene.render runs them
+        return sc.composite(r, size, out_size)["image"]  # the scene's own steps, as IdentityScene.render runs them
 
     def render(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor, size: int) -> Tensor:
         """pose + draw: [B, W, D], [B, W, A], [B, 3], [B, 3] -> [B, 3, size, size]."""
@@ -177,7 +178,8 @@ class GraphedAnimator(Animator):
         t = [torch.as_tensor(np.asarray(x)[pad], dtype=torch.float32).to(self.device, non_blocking=True)
              for x in (audio_win, aus_win, rot, trans)]
         posed = self.poser.pose(*t)
-        img = self.poser.draw(posed, self.raster_size)  # [B, 3, H, W]
+        layered = self.size if getattr(self.scene, "has_layers", False) else None
+        img = self.poser.draw(posed, self.raster_size, layered)  # [B, 3, H, W]
         if img.shape[-1] != self.size:
             img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
         frames = (img[:n].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -195,6 +195,37 @@ def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metric
     return summary
 
 
+def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool) -> dict[str, Any]:
+    """Give `scene` the background plate and torso layer of the adaptation clip (from the split's adaptation
+    rows only, `avatar.plate.scene_layers`) when `enabled` and the frames are fixed crops; a summary either way."""
+    import logging
+
+    import torch
+
+    from emotag_core.avatar.plate import scene_layers
+    from emotag_core.errors import StageMissingError
+    from emotag_core.io.tables import TableReader
+    from emotag_core.train.data import file_digest
+
+    if not enabled:
+        return {"mode": "off", "reason": "adapt.layers: false (a learned background)"}
+    frames = Path(ix.tables["frames"])
+    mode = (TableReader(frames, "frames").meta.get("crop") or {}).get("mode", "smooth")
+    if mode != "fixed":
+        why = f"the frames are `ingest.crop: {mode}` crops (the background moves with the head): a learned background"
+        logging.getLogger("emotag.adapt").warning("adapt@%s: no plate/torso layers: %s", ix.identity, why)
+        return {"mode": "off", "reason": why}
+    masks = frames.with_name("masks.parquet")
+    if not masks.exists():
+        raise StageMissingError(f"the person masks of `{ix.identity}` (adapt.layers: true)", masks,
+                                f"dvc repro masks@{ix.identity}")
+    rows = split.adapt_segment.rows(ix.index)
+    plate, torso, info = scene_layers(frames, masks, rows)
+    scene.set_layers(torch.from_numpy(plate).permute(2, 0, 1).contiguous(),
+                     torch.from_numpy(torso).permute(2, 0, 1).contiguous())
+    return {"mode": "plate+torso", **info, "masks_digest": file_digest(masks)}
+
+
 def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path,
               progress: bool = True) -> dict[str, Any]:
     """Personalise the pretrained GRMN in `prior` (a grmn.pt) to the target `ix` on `split`'s adaptation rows
@@ -225,9 +256,10 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     if scene.n_mouth != grmn.spec.n_mouth:
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
+    layers = attach_layers(scene, ix, split, a.layers)
     loader = corpus_loader([ix], c, grmn.spec, split)
     fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in ix.tables.items()},
-                     file_digest(prior))
+                     file_digest(prior), layers.get("masks_digest"))
     probe = load_latest(ckpt_dir, fp)
     log = LiveLog(metrics_dir, int(probe["iteration"]) if probe else 0)
     t0 = time.perf_counter()
@@ -238,6 +270,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     log.end()
     save_adapted(out_dir, grmn, scene, ix.meta, c.n_gaussians, c.seed, extra=dict(extra, adapted_to=identity))
     summary.update(wall_s=wall, train_frames=loader.n_frames(identity), device=str(dev), split=split.describe(),
+                   layers={k: v for k, v in layers.items() if k != "masks_digest"},
                    tuned="AdaIN MLPs of both streams" if p.ablation.adain else "InstanceNorm affine (gamma, beta) of both streams")
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     clear_checkpoints(ckpt_dir)  # only a killed run resumes

@@ -37,3 +37,22 @@ def test_shape_mismatch_is_an_error(pair):
     gt, _, _ = pair
     with pytest.raises(ValueError, match="differ in shape"):
         ssim(gt, gt[:64])
+
+
+def test_masked_psnr_and_ssim_score_only_the_mask() -> None:
+    from emotag_core.metrics.image import psnr, ssim
+
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 255, (2, 48, 48, 3), dtype=np.uint8)
+    pred = gt.copy()
+    pred[:, :, :20] = 0                                   # wrong on the left, exact on the right
+    right = np.zeros((2, 48, 48), bool)
+    right[:, :, 28:] = True
+    assert (psnr(pred, gt, mask=right) == 100.0).all() and (psnr(pred, gt) < 20).all()
+    assert np.allclose(ssim(pred, gt, mask=right), 1.0) and (ssim(pred, gt, mask=~right) < 0.5).all()
+    mse = ((pred[:, :, :20].astype(float) - gt[:, :, :20]) ** 2).mean((1, 2, 3))
+    left = np.zeros_like(right)
+    left[:, :, :20] = True
+    assert np.allclose(psnr(pred, gt, mask=left), 10 * np.log10(255 ** 2 / mse))
+    with pytest.raises(ValueError, match="mask"):
+        psnr(pred, gt, mask=right[:, :10])

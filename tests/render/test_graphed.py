@@ -119,14 +119,15 @@ def test_fast_modes_match_eager_on_cuda(mode):
 def _adapted(tmp_path, n_gaussians: int, d_model: int, audio_dim: int):
     """An adapted identity on disk in adapt@<id>'s format (random GRMN, fitted-looking scene)."""
     from emotag_core.config import Params
+    from types import SimpleNamespace
+
     from emotag_core.render.adapted import save_adapted
-    from stages.common import Paths
 
     head, scene, grmn = _setup("cpu", n_gaussians=n_gaussians, d_model=d_model, audio_dim=audio_dim)
     s = torch.randn(grmn.spec.identity_dim, generator=torch.Generator().manual_seed(5))
     meta = {"shape": [0.0] * head.n_shape, "frame_size": [512, 512], "identity_vector": s.tolist(),
             "camera": {"fx": 900.0, "fy": 900.0, "cx": 256.0, "cy": 256.0}}
-    paths = Paths("anna", root=tmp_path)
+    paths = SimpleNamespace(models=tmp_path / "data" / "models" / "anna")  # adapt@anna's output folder
     save_adapted(paths.models, grmn, scene, meta, n_gaussians, seed=0)
     return Params(), paths
 
@@ -151,10 +152,17 @@ def _stream_frames(animator, T: int, batch: int, audio_dim: int):
     return np.stack([out[t] for t in range(T)]), trace
 
 
+def _load(p, paths, batch=None):
+    """render@<id>'s animator for the test identity (what the stage and `emotag render` load)."""
+    from emotag_core.render.adapted import load_animator
+
+    return load_animator(paths.models, p.flame, p.pretrain.rasterizer, p.render, p.ingest.size, batch=batch)
+
+
 def test_stage_animator_is_eager_on_cpu_and_graph_needs_cuda(tmp_path):
     from emotag_core.config import RenderConfig, from_dict
     from emotag_core.render.graphed import build_animator
-    from stages.render import animator_kind, load_animator
+    from emotag_core.render.adapted import animator_kind
 
     assert from_dict(RenderConfig, {"graphed": "auto"}).graphed == "auto"
     assert from_dict(RenderConfig, {"graphed": False}).graphed is False
@@ -162,12 +170,12 @@ def test_stage_animator_is_eager_on_cpu_and_graph_needs_cuda(tmp_path):
         from_dict(RenderConfig, {"graphed": "yes"})
     p, paths = _adapted(tmp_path, n_gaussians=600, d_model=16, audio_dim=320)
     p.ingest.size, p.render.size, p.render.gate_scale = 48, 32, 0.5
-    an = load_animator("anna", p, paths)
+    an = _load(p, paths)
     assert type(an) is Animator and animator_kind(an) == "eager" and an.size == 48 and an.raster_size == 32
     assert an.control == GateControl(scale=0.5)
     p.render.graphed = True
     with pytest.raises(ConfigError, match="CUDA"):
-        load_animator("anna", p, paths)
+        _load(p, paths)
     with pytest.raises(ConfigError, match="auto, true or false"):
         build_animator(an.grmn, an.scene, an.s, graphed="on")
 
@@ -175,11 +183,10 @@ def test_stage_animator_is_eager_on_cpu_and_graph_needs_cuda(tmp_path):
 def test_poser_animator_streams_the_same_frames_as_eager(tmp_path):
     """The render loop through GraphedAnimator (eager poser on the CPU) = through Animator: padding of
     the last partial batch, gate control and traces included."""
-    from stages.render import load_animator
 
     p, paths = _adapted(tmp_path, n_gaussians=600, d_model=16, audio_dim=320)
     p.ingest.size, p.render.size, p.render.gate_override = 40, 32, 0.3
-    ref = load_animator("anna", p, paths)
+    ref = _load(p, paths)
     fast = GraphedAnimator(ref.grmn, ref.scene, ref.s, batch=4, size=40, control=ref.control, mode="eager",
                            raster_size=32)
     T = 11  # 4 + 4 + 3: the last batch is padded
@@ -198,16 +205,16 @@ def test_render_stage_graphed_matches_eager_on_cuda(tmp_path):
     """render@<id>'s animator on CUDA: graphed by default, and the frames it streams = eager's."""
     import numpy as np
 
-    from stages.render import animator_kind, load_animator
+    from emotag_core.render.adapted import animator_kind
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     p, paths = _adapted(tmp_path, n_gaussians=20000, d_model=64, audio_dim=320)
     p.render.device, p.render.batch_size, p.render.gate_scale, p.render.size = "cuda", 8, 0.6, 256
-    fast = load_animator("anna", p, paths)  # render.graphed: auto
+    fast = _load(p, paths)  # render.graphed: auto
     assert isinstance(fast, GraphedAnimator) and animator_kind(fast) == "graph (batch 8)"
     p.render.graphed = False
-    ref = load_animator("anna", p, paths)
+    ref = _load(p, paths)
     assert type(ref) is Animator and animator_kind(ref) == "eager"
     T = 21  # 8 + 8 + 5: the last batch is padded
     f_ref, t_ref = _stream_frames(ref, T, 8, 320)
@@ -223,7 +230,7 @@ def test_render_stage_graphed_matches_eager_on_cuda(tmp_path):
     np.testing.assert_allclose(t_fast.g, np.clip(np.asarray(t_fast.g_pred) * 0.6, 0, 1), atol=1e-6)  # gate_scale
     # streaming (batch 1, as `emotag render --stream` builds it) gives the same frames too
     p.render.graphed = "auto"
-    one = load_animator("anna", p, paths, batch=1)
+    one = _load(p, paths, batch=1)
     assert animator_kind(one) == "graph (batch 1)"
     f_one, _ = _stream_frames(one, 6, 1, 320)
     f_ref1, _ = _stream_frames(ref, 6, 1, 320)
