@@ -46,7 +46,7 @@ def prepare_identity(params, seed: int, seconds: float, size: int, work: Path, q
     from emotag_core.config import SynthConfig, from_dict, to_dict
     from emotag_core.flame import load_head_model
     from emotag_core.ingest import ingest_folder
-    from stages.landmarks import run as landmarks_run
+    from emotag_core.teachers.landmarks import landmarks_run
     from stages.synth import generate_identity
 
     work.mkdir(parents=True, exist_ok=True)
@@ -58,20 +58,20 @@ def prepare_identity(params, seed: int, seconds: float, size: int, work: Path, q
     if not (work / "frames.parquet").exists():
         ingest_folder(syn, work / "frames.parquet", work / "audio", params.ingest, quiet=quiet)
     if not (work / "landmarks.parquet").exists():
-        landmarks_run(work / "frames.parquet", work / "landmarks.parquet", params.landmarks, progress=not quiet)
+        landmarks_run(work / "frames.parquet", work / "landmarks.parquet", params.landmarks)
     return work
 
 
 def prepare_folder(params, source: Path, work: Path, quiet: bool = True) -> Path:  # noqa: ANN001
     """ingest -> landmarks of a folder of real videos (e.g. data/sample) into `work`; the landmarks table."""
     from emotag_core.ingest import ingest_folder
-    from stages.landmarks import run as landmarks_run
+    from emotag_core.teachers.landmarks import landmarks_run
 
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "frames.parquet").exists():
         ingest_folder(source, work / "frames.parquet", work / "audio", params.ingest, quiet=quiet)
     if not (work / "landmarks.parquet").exists():
-        landmarks_run(work / "frames.parquet", work / "landmarks.parquet", params.landmarks, progress=not quiet)
+        landmarks_run(work / "frames.parquet", work / "landmarks.parquet", params.landmarks)
     return work / "landmarks.parquet"
 
 

@@ -39,11 +39,9 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "bench/grmn_synth.py": "H2: the second pipeline calls stages.pretrain/corpus/synth",
     "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
     "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
-    "tests/teachers/teacher_media.py": "H3: calls stages.landmarks.run",
     "tests/teachers/test_audio.py": "H5: calls stages.audio_features.run",
     "tests/teachers/test_emotion.py": "H3: tests stages.emotion internals",
     "tests/teachers/test_identity.py": "H3: calls stages.identity.run",
-    "tests/teachers/test_landmarks.py": "H3: tests stages.landmarks internals",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
 }

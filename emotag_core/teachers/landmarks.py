@@ -12,15 +12,20 @@ so timestamps restart and nothing leaks across cuts.
 Coordinates: x, y in pixels of the input crop (0..W, 0..H); z is MediaPipe's depth scaled by the
 crop width, i.e. the same pixel units as x (smaller = closer to the camera). Frames without a
 face are returned with `face_found = False` and all-zero arrays (never dropped).
+
+The `landmarks` job is `landmarks_run` (the DVC stage `landmarks@<id>` is a thin door to it).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emotag_core.io.frames import FrameStore
+from emotag_core.io.tables import TableWriter
 from emotag_core.teachers import Backend, WeightsStatus, file_status, register_backend
 
 N_LANDMARKS = 478
@@ -207,3 +212,25 @@ def face_boxes(landmarks: np.ndarray, face_found: np.ndarray, size: int, scale: 
         out[face_found, :2] = (lo + hi) / 2
         out[face_found, 2] = (hi - lo).max(1) * scale
     return out
+
+
+def landmarks_run(frames_path: Path, out_path: Path, cfg: Any,
+                  progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Landmarks of every frame of a frame store into `out_path` (atomic, `LandmarksConfig` cfg); rows written.
+
+    The backend's weights are checked before the frame store is opened. progress(frames done, total).
+    """
+    with load(cfg.backend, cfg) as teacher:  # fails here, before any work, if the model is missing
+        store = FrameStore(frames_path)
+        teacher.fps = store.fps
+        keys = store.keys
+        clip_ids = keys.column("clip_id").to_numpy(zero_copy_only=False)
+        frames = keys.column("frame").to_numpy()
+        meta = {"fps": store.fps, "frame_size": [store.size, store.size], "backend": teacher.name,
+                "backend_version": teacher.version, "blendshape_names": list(BLENDSHAPE_NAMES)}
+        with TableWriter(out_path, "landmarks", meta) as out:
+            for rows, images in store.iter_batches(cfg.batch_size):
+                res = teacher.predict(images, clip_ids[rows], frames[rows])
+                out.write({"clip_id": clip_ids[rows], "frame": frames[rows], **res.columns()})
+                progress(out.rows, len(store))
+            return out.rows

