@@ -1,31 +1,18 @@
 #!/usr/bin/env bash
-# Several `bench/grmn_synth.py run` configurations at once on the device machine (issue 6, synthetic corpus).
-# Run from the repo root with carry [".grmn_bundle"] (made by `python bench/grmn_synth.py bundle .grmn_bundle`;
-# another bundle folder: BUNDLE=<dir>).
-# Each argument is "TAG|DEVICE|ARGS" or "TAG|DEVICE|ARGS|VARIANT" (VARIANT: full (default) or a Table 5
-# ablation name of `run`): one process per argument (1 torch thread each). At the end the
-# per-TAG results are merged into $OUT/sweep.json (keys variant/seedN/TAG) and the logs into $OUT/sweep.log
-# (the device tool brings back only a few files); add them here with
-# `python bench/grmn_synth.py merge-sweep $FILES_AT/sweep.json`.
-#   bash bench/grmn_synth_device.sh "norm|cuda|-S pretrain.audio_norm=true" "base|cpu|--seeds 1"
+# A sweep spec of the synthetic-truth motion benchmark on the device machine (no dvc there): every run of
+# bench/sweeps/<name>.yaml in its own process (1 torch thread each) in the spec's bundle (carry it; made by
+# `python bench/grmn_synth.py bundle <bundle> [--ids ...] [--images N]`); results under $OUT/<run>/
+# (params.yaml, run.json, data/metrics/<target>/grmn_eval.json, log.txt). Specs with `gsplat: true`
+# (render-based runs) load the device kit first (carry .whl too). Then here: python bench/sweep.py table <files_at>
+#   bash bench/grmn_synth_device.sh bench/sweeps/2026-11-26_s4_y44_table5.yaml [--jobs N] [--runs NAME...]
 set -uo pipefail
 : "${OUT:?set OUT}"
+spec=${1:?usage: grmn_synth_device.sh SPEC [sweep.py device options]}; shift
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null; nproc; date -u
-cd "${BUNDLE:-.grmn_bundle}" || exit 1
-pids=()
-for spec in "$@"; do
-  IFS='|' read -r tag dev args variant <<< "$spec"
-  # shellcheck disable=SC2086
-  PYTHONPATH="..${EXTRA_PYTHONPATH:+:$EXTRA_PYTHONPATH}" PYTHONUNBUFFERED=1 GRMN_THREADS=1 timeout "${SWEEP_TIMEOUT:-300}" python3 ../bench/grmn_synth.py run "${variant:-full}" \
-    --device "$dev" --out "$OUT/$tag.json" $args > "$OUT/$tag.log" 2>&1 &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
+if grep -q '^gsplat: true' "$spec"; then
+  . "$(dirname "$0")/device_gsplat_env.sh"
+  python3 -c "import gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'ext', _C is not None)" || exit 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}  # the runs import gsplat (and its built extension) from here
+fi
+python3 "$(dirname "$0")/sweep.py" device "$spec" --out "$OUT" --device cuda "$@"
 date -u
-mkdir -p "$OUT/parts"
-for spec in "$@"; do
-  tag=${spec%%|*}; echo "== $tag"; tail -n 1 "$OUT/$tag.log"
-  { echo "== $tag"; cat "$OUT/$tag.log"; } >> "$OUT/sweep.log"; rm -f "$OUT/$tag.log"
-  [ -f "$OUT/$tag.json" ] && mv "$OUT/$tag.json" "$OUT/parts/"
-done
-PYTHONPATH=.. python3 ../bench/grmn_synth.py merge "$OUT"/parts/*.json --out "$OUT/sweep.json" && rm -rf "$OUT/parts"

@@ -11,7 +11,7 @@ runs' cwd), `gsplat` (render-based runs: the device needs the gsplat kit), `time
 
     python bench/sweep.py expand SPEC                       # the runs and their overrides
     python bench/sweep.py queue SPEC [--workdir DIR] [--dry-run]   # dvc exp run --queue per run, then: dvc queue start
-    python bench/sweep.py device SPEC --out DIR [--device cuda] [--jobs N]   # cwd: the spec's bundle (device machine)
+    python bench/sweep.py device SPEC --out DIR [--device cuda] [--jobs N]   # runs in the spec's bundle (device machine)
     python bench/sweep.py table SOURCE... [--metrics K,...]  # SOURCE: a bench workdir (dvc exp show --json there),
                                                             # a saved `dvc exp show --json` file, or a device --out DIR
 
@@ -187,6 +187,7 @@ def run_one(run: Run, out: Path, device: str, keep_preds: bool = False, params_p
     (folder / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     p = load_params(folder / "params.yaml")
     c, a = p.pretrain, p.adapt
+    device = c.device  # a run may pin its own (pretrain.device=cpu)
     torch.set_num_threads(max(1, c.threads))
     torch.manual_seed(c.seed)
 
@@ -241,9 +242,13 @@ def run_one(run: Run, out: Path, device: str, keep_preds: bool = False, params_p
     return folder
 
 
-def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | None) -> None:
-    """Every run of the spec as its own process (`jobs` at once, 1 torch thread each), cwd = the bundle."""
+def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | None, bundle: Path | None = None) -> None:
+    """Every run of the spec as its own process (`jobs` at once, 1 torch thread each), cwd = `bundle` (default: the
+    spec's `bundle`, a folder made by `grmn_synth.py bundle` holding params.yaml and data/)."""
     spec = load_spec(spec_path)
+    bundle = Path(bundle or spec.get("bundle") or ".")
+    if not (bundle / "params.yaml").exists():
+        raise SystemExit(f"device: {bundle}/params.yaml not found; carry the bundle (python bench/grmn_synth.py bundle {bundle})")
     runs = [r for r in expand(spec) if not only or r.name in only]
     out.mkdir(parents=True, exist_ok=True)
     todo, live = list(runs), []
@@ -256,7 +261,7 @@ def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | No
             cmd = [sys.executable, str(Path(__file__).resolve()), "run-one", str(spec_path.resolve()), r.name,
                    "--out", str(out.resolve()), "--device", dev]
             path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=bundle,
                                     env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path))
             live.append((r, log, proc, time.time()))
         time.sleep(1.0)
@@ -361,6 +366,7 @@ def main() -> None:
     dv.add_argument("--device", default="cuda")
     dv.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     dv.add_argument("--runs", nargs="*", help="only these run names")
+    dv.add_argument("--bundle", type=Path, help="cwd of the runs (default: the spec's `bundle`)")
     one = sub.add_parser("run-one", help="one run of a spec in this process (what `device` starts)")
     one.add_argument("spec", type=Path)
     one.add_argument("run")
@@ -376,7 +382,7 @@ def main() -> None:
     elif a.cmd == "queue":
         queue(a.spec, a.workdir, a.dry_run)
     elif a.cmd == "device":
-        device(a.spec, a.out, a.device, a.jobs, a.runs)
+        device(a.spec, a.out, a.device, a.jobs, a.runs, a.bundle)
     elif a.cmd == "run-one":
         spec = load_spec(a.spec)
         run = {r.name: r for r in expand(spec)}.get(a.run)

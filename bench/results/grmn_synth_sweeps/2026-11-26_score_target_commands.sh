@@ -1,5 +1,0 @@
-# pretrain.score_target sweep of 2026-11-26 (the gate's L_Score target: emotion teacher, Eq. 9, vs the AU intensity):
-# one device-tool call (kind nvidia-h100-x1, carry [".grmn_bundle"], bundle from the 8-identity workdir, unchanged:
-# the `aus` target reads the AU tables already in it), 74.6 s wall on one H100, 9 runs at once. Log: 2026-11-26_score_target.log.
-S="-S pretrain.batch_size=64 -S adapt.iters=300 -S pretrain.audio_norm=true -S pretrain.param_jaw_weight=3 -S pretrain.adain_axis=channel -S pretrain.lr_schedule=cosine -S pretrain.dropout=0.1 -S pretrain.d_model=32 -S pretrain.hidden=32"; T="$S -S pretrain.iters=1500"; A="$T -S pretrain.score_target=aus"; B="$S -S pretrain.iters=1000 -S pretrain.score_target=aus"; SWEEP_TIMEOUT=150 bash bench/grmn_synth_device.sh "SA1500|cuda|$A" "SA1500_s1|cuda|$A --seeds 1" "SA1500_s2|cuda|$A --seeds 2" "ST1500|cuda|$T" "ST1500_s1|cuda|$T --seeds 1" "ST1500_s2|cuda|$T --seeds 2" "SA1000|cuda|$B" "SA1000_s1|cuda|$B --seeds 1" "SA1000_s2|cuda|$B --seeds 2"
-# Then, here: python bench/grmn_synth.py merge-sweep <files_at>/sweep.json   (keys full/seedN/SA1500 ...)
