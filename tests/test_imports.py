@@ -39,7 +39,6 @@ OUTSIDE_KNOWN: dict[str, str] = {
     "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
     "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
     "tests/teachers/test_audio.py": "H5: calls stages.audio_features.run",
-    "tests/teachers/test_identity.py": "H3: calls stages.identity.run",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
 }

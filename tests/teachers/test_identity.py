@@ -181,16 +181,16 @@ def write_inputs(tmp: Path, faces: np.ndarray, neutral: np.ndarray, face_found: 
     return frames, emo
 
 
-def test_stage_pools_the_top_k_neutral_frames(tmp_path):
-    from stages.identity import run
-
+def test_job_pools_the_top_k_neutral_frames(tmp_path):
     faces = video_crops("WolfgangLanger_Pexels.mp4", 48)[:7]
     neutral = np.array([0.2, 0.9, 0.3, 0.99, 0.8, 0.1, 0.7], np.float32)
     face_found = np.ones(7, bool)
     face_found[3] = False                                                # the most neutral has no face
     frames, emo = write_inputs(tmp_path, faces, neutral, face_found)
     out = tmp_path / "identity.parquet"
-    s = run(frames, emo, out, IdentityConfig(top_k=3), progress=False)
+    seen = []
+    s = identity.identity_run(frames, emo, out, IdentityConfig(top_k=3), progress=lambda d, n: seen.append((d, n)))
+    assert seen[-1] == (3, 3)
     table, meta = read_table(out, "identity")
     assert list(column_array(table, "frame")) == [1, 4, 6]               # top-3 p(neutral) among faces
     assert np.allclose(column_array(table, "neutral_p"), [0.9, 0.8, 0.7])
@@ -203,13 +203,11 @@ def test_stage_pools_the_top_k_neutral_frames(tmp_path):
     assert (rest @ s).min() > (photo_embeddings() @ s).max()
 
 
-def test_stage_without_faces_or_with_stale_emotion_fails_clearly(tmp_path):
-    from stages.identity import run
-
+def test_job_without_faces_or_with_stale_emotion_fails_clearly(tmp_path):
     faces = video_crops("single_face.mp4", 24)[:2]
     frames, emo = write_inputs(tmp_path, faces, np.array([0.5, 0.6], np.float32), np.zeros(2, bool))
     with pytest.raises(InputError, match="no frame with a face"):
-        run(frames, emo, tmp_path / "identity.parquet", IdentityConfig(), progress=False)
+        identity.identity_run(frames, emo, tmp_path / "identity.parquet", IdentityConfig())
     assert not (tmp_path / "identity.parquet").exists()
     # an emotion table from an older ingest (frames the store no longer has) is named, not guessed around
     stale = tmp_path / "stale"
@@ -217,4 +215,4 @@ def test_stage_without_faces_or_with_stale_emotion_fails_clearly(tmp_path):
     _, emo3 = write_inputs(stale, video_crops("single_face.mp4", 24)[:3], np.array([0.1, 0.2, 0.9], np.float32),
                            np.ones(3, bool))
     with pytest.raises(SchemaError, match="stale"):
-        run(frames, emo3, tmp_path / "identity.parquet", IdentityConfig(), progress=False)
+        identity.identity_run(frames, emo3, tmp_path / "identity.parquet", IdentityConfig())
