@@ -3,6 +3,7 @@
 Usage: python bench/bench_audio_identity.py [identity]
 Reads data/processed/<id>/frames.parquet + audio; uses data/processed/<id>/emotion.parquet when present,
 else computes landmarks + emotion into a temp folder first (not timed). Prints BENCHMARKS.md rows.
+Calls the library jobs the stages call (`emotag_core.teachers.audio.write_features`, `identity_run`, ...).
 """
 from __future__ import annotations
 
@@ -16,24 +17,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def main(identity: str = "sample") -> None:
+    from emotag_core.config import load_params
     from emotag_core.teachers import audio
-    from stages.audio_features import run as run_audio
-    from stages.common import Paths, params
-    from stages.identity import run as run_identity
+    from emotag_core.teachers.identity import identity_run
 
     torch.set_num_threads(os.cpu_count() or 2)
-    p, paths = params(), Paths(identity)
-    frames = paths.table("frames")
+    p = load_params(ROOT / "params.yaml")
+    processed = ROOT / "data" / "processed" / identity       # the stages' layout (stages.common.Paths)
+
+    def audio_for(clip_id: str) -> Path:
+        return processed / "audio" / f"{clip_id}.wav"
+
+    frames = processed / "frames.parquet"
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     today = datetime.date.today().isoformat()
     cpu = f"{os.cpu_count()}-core CPU"
 
     t0 = time.perf_counter()
-    n = run_audio(frames, paths.audio, tmp / "audio_features.parquet", p.audio_features, progress=False)
+    n = audio.write_features(frames, audio_for, tmp / "audio_features.parquet", p.audio_features)
     dt = time.perf_counter() - t0
-    a = audio.read_audio(paths.audio(identity)) if paths.audio(identity).exists() else None
+    a = audio.read_audio(audio_for(identity)) if audio_for(identity).exists() else None
     pure = ""
     if a is not None and p.audio_features.backend == "logmel":
         lm = audio.LogMelFeatures(n_mels=p.audio_features.n_mels)
@@ -47,16 +54,16 @@ def main(identity: str = "sample") -> None:
           f"{n / 25 / dt:.1f}x real time (stage incl. table I/O){pure} | {cpu} | "
           f"`python bench/bench_audio_identity.py {identity}` | {today} |")
 
-    emotion = paths.table("emotion")
+    emotion = processed / "emotion.parquet"
     if not emotion.exists():
-        from stages.emotion import run as run_emotion
-        from stages.landmarks import run as run_landmarks
+        from emotag_core.teachers.emotion import emotion_run
+        from emotag_core.teachers.landmarks import landmarks_run
 
-        run_landmarks(frames, tmp / "landmarks.parquet", p.landmarks, progress=False)
-        run_emotion(frames, tmp / "landmarks.parquet", tmp / "emotion.parquet", p.emotion, progress=False)
+        landmarks_run(frames, tmp / "landmarks.parquet", p.landmarks)
+        emotion_run(frames, tmp / "landmarks.parquet", tmp / "emotion.parquet", p.emotion)
         emotion = tmp / "emotion.parquet"
     t0 = time.perf_counter()
-    run_identity(frames, emotion, tmp / "identity.parquet", p.identity, box_scale=p.ingest.box_scale, progress=False)
+    identity_run(frames, emotion, tmp / "identity.parquet", p.identity, box_scale=p.ingest.box_scale)
     dt = time.perf_counter() - t0
     from emotag_core.io.frames import FrameStore
 
