@@ -47,14 +47,14 @@ def prepare_identity(params, seed: int, seconds: float, size: int, work: Path, q
     from emotag_core.flame import load_head_model
     from emotag_core.ingest import ingest_folder
     from emotag_core.teachers.landmarks import landmarks_run
-    from stages.synth import generate_identity
+    from emotag_core.synth.identity import generate_identity
 
     work.mkdir(parents=True, exist_ok=True)
     syn = work / "synthetic"
     if not syn.exists():
         cfg = from_dict(SynthConfig, {**to_dict(params.synth), "seed": seed, "seconds": seconds, "size": size,
                                       "clips": 1}, "synth")
-        generate_identity(load_head_model(params.flame, cfg.device), cfg, syn, quiet=quiet)
+        generate_identity(load_head_model(params.flame, cfg.device), cfg, syn)
     if not (work / "frames.parquet").exists():
         ingest_folder(syn, work / "frames.parquet", work / "audio", params.ingest, quiet=quiet)
     if not (work / "landmarks.parquet").exists():

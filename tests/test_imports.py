@@ -34,9 +34,6 @@ PIPELINES_MAY_IMPORT = {"stages.registry", "stages.common"}
 
 # -- what was still broken when this test was written (owner in the reason); delete an entry once it XPASSes
 OUTSIDE_KNOWN: dict[str, str] = {
-    "bench/bench_track_synth.py": "H4/H3: bench calls stages.ingest/landmarks/synth/track",
-    "tests/synth/conftest.py": "H3: calls stages.synth.generate_identity",
-    "tests/synth/test_generator.py": "H3: calls stages.synth.identity_config",
 }
 STAGE_IMPORT_KNOWN: dict[str, str] = {
 }

@@ -94,7 +94,7 @@ def test_same_seed_same_output_other_seed_differs(small_identity, standin_head, 
 def test_identity_options_override_synth_and_typos_fail():
     from emotag_core.config import SynthConfig
     from emotag_core.errors import ConfigError
-    from stages.synth import identity_config
+    from emotag_core.synth.identity import identity_config
 
     cfg = identity_config(SynthConfig(seconds=8.0), {"seed": 3, "voices": ["de"]}, "synth_x")
     assert cfg.seed == 3 and cfg.voices == ["de"] and cfg.seconds == 8.0
