@@ -4,6 +4,11 @@ sections (`PretrainConfig`, `AdaptConfig`, `AblationConfig`), in one place.
 Every caller (the `pretrain` / `adapt` stages, the benches, the tests) builds its GRMN spec, loss switches,
 loop configs and loaders here, so a new params field is wired once.
 
+Curves: `pretrain_run` / `adapt_run` take `log`, an `emotag_core.train.live.OpenLog` (default: dvclive curves
+in `metrics_dir`, as the stages write them; `functools.partial(JsonLinesLog, path)` where there is no dvc).
+`pretrain_run` reads the corpus stage's manifest; `pretrain_run_indices` takes the IdentityIndex list itself
+(the benches, the device); both are the same run.
+
 The adaptation split: `adapt_loader` takes the target's time limit from an `emotag_core.split.Split`
 (`split.train_seconds`: the loader keeps the first round(train_seconds * fps) rows in store order,
 which is `Split.adapt_frames`).
@@ -22,6 +27,7 @@ import torch
 from emotag_core.io.tables import UPPER_AUS
 from emotag_core.motion.grmn import GRMN, GRMNSpec
 from emotag_core.train.data import CorpusLoader, IdentityIndex
+from emotag_core.train.live import LiveLog, OpenLog
 from emotag_core.train.loop import LoopConfig, LossSwitches
 
 
@@ -94,40 +100,6 @@ def setup_torch(seed: int, threads: int = 1) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-class LiveLog:
-    """dvclive metrics that survive a resume: rows past the resumed step are dropped first (dvclive imported here)."""
-
-    def __init__(self, folder: Path, start: int) -> None:
-        from dvclive import Live
-
-        from emotag_core.io.atomic import write_text
-
-        folder.mkdir(parents=True, exist_ok=True)
-        plots = folder / "plots" / "metrics"
-        if start == 0:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)
-        elif plots.exists():
-            for tsv in plots.rglob("*.tsv"):
-                lines = tsv.read_text().splitlines()
-                if not lines:
-                    continue
-                col = lines[0].split("\t").index("step")  # dvclive's column order varies by version
-                keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[col]) <= start]
-                write_text(tsv, "\n".join(keep) + "\n")
-        self.live = Live(str(folder), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
-
-    def __call__(self, step: int, terms: dict[str, float]) -> None:
-        self.live.step = step
-        for k, v in terms.items():
-            self.live.log_metric(f"train/{k}", v)
-        self.live.next_step()
-
-    def end(self) -> None:
-        self.live.end()
-
-
 def identity_tables(folder: Path) -> dict[str, str]:
     """The training tables of one identity's processed folder: TRAIN_TABLES, plus OPTIONAL_TABLES present."""
     from emotag_core.train.data import OPTIONAL_TABLES, TRAIN_TABLES
@@ -149,20 +121,48 @@ def read_corpus(corpus_dir: Path) -> list[IdentityIndex]:
     return [build_identity_index(ident, m["tables"]) for ident, m in manifest["identities"].items()]
 
 
-def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path,
-                 progress: bool = True) -> dict[str, Any]:
+def _open_log(log: OpenLog | None, metrics_dir: Path | None, who: str) -> OpenLog:
+    """`log`, or dvclive curves in `metrics_dir` (LiveLog) when `log` is None."""
+    if log is not None:
+        return log
+    if metrics_dir is None:
+        raise ValueError(f"{who}: give metrics_dir (dvclive curves) or log (e.g. partial(JsonLinesLog, path))")
+    return lambda start: LiveLog(metrics_dir, start)
+
+
+def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path | None,
+                 progress: bool = True, log: OpenLog | None = None) -> dict[str, Any]:
     """Pretrain GRMN + every corpus identity's scene (Sec. 3.3) from `p` (Params: pretrain, ablation, flame,
-    audio_features.window); resumes from `ckpt_dir`; writes `out_dir`/grmn.pt + summary.json, curves in `metrics_dir`."""
+    audio_features.window) on the identities of the corpus stage's `corpus_dir`/manifest.json; resumes from
+    `ckpt_dir`; writes `out_dir`/grmn.pt + summary.json, curves through `log` (default: dvclive in `metrics_dir`)."""
+    indices = read_corpus(corpus_dir)
+    manifest = json.loads((corpus_dir / "manifest.json").read_text())
+    digests = {k: v["digests"] for k, v in manifest["identities"].items()}
+    return pretrain_run_indices(p, indices, out_dir, ckpt_dir, _open_log(log, metrics_dir, "pretrain_run"), progress,
+                                digests)
+
+
+def pretrain_run_indices(p: Any, indices: list[IdentityIndex], out_dir: Path, ckpt_dir: Path, log: OpenLog,
+                         progress: bool = True, digests: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """`pretrain_run` on already-built corpus indices (in corpus order; `build_identity_index`), no manifest.
+    `log`: opened with the resumed step (`partial(JsonLinesLog, path)`, or LiveLog for dvclive curves).
+    `digests` (identity -> table -> md5, as the corpus manifest holds them) key the resumable checkpoints;
+    default: computed from the tables' files."""
     from emotag_core.config import to_dict
+    from emotag_core.errors import ConfigError
     from emotag_core.flame import load_head_model
     from emotag_core.io.atomic import write_text
     from emotag_core.avatar.scene import build_scene
     from emotag_core.train.checkpoint import clear_checkpoints, load_latest, save_model
+    from emotag_core.train.data import file_digest
     from emotag_core.train.loop import pretrain
 
     c = p.pretrain
+    if not indices:
+        raise ConfigError("pretrain: no corpus identities; list them in params `corpus`")
+    if digests is None:
+        digests = {ix.identity: {k: file_digest(v) for k, v in ix.tables.items()} for ix in indices}
     setup_torch(c.seed, c.threads)
-    indices = read_corpus(corpus_dir)
     dev = c.device
     sw = loss_switches(c, p.ablation)
     head = load_head_model(p.flame, dev)
@@ -175,15 +175,14 @@ def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metric
     init_audio_norm(grmn, indices)
     grmn = grmn.to(dev)
     loader = corpus_loader(indices, c, spec)
-    digests = json.loads((corpus_dir / "manifest.json").read_text())
-    fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), {k: v["digests"] for k, v in digests["identities"].items()})
+    fp = fingerprint(to_dict(c), to_dict(p.ablation), to_dict(p.flame), digests)
     probe = load_latest(ckpt_dir, fp)
-    log = LiveLog(metrics_dir, int(probe["iteration"]) if probe else 0)
+    curves = log(int(probe["iteration"]) if probe else 0)
     t0 = time.perf_counter()
     summary = pretrain(grmn, scenes, loader, pretrain_loop_config(c), sw, ckpt_dir=ckpt_dir, fingerprint=fp, device=dev,
-                       log=log, progress=progress)
+                       log=curves, progress=progress)
     wall = time.perf_counter() - t0
-    log.end()
+    curves.end()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(out_dir / "grmn.pt", grmn, extra={
         "audio_backend": indices[0].meta["audio_backend"], "feature_dim": spec.audio_dim,
@@ -226,11 +225,12 @@ def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool) -> d
     return {"mode": "plate+torso", **info, "masks_digest": file_digest(masks)}
 
 
-def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path,
-              progress: bool = True) -> dict[str, Any]:
+def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path, ckpt_dir: Path,
+              metrics_dir: Path | None, progress: bool = True, log: OpenLog | None = None) -> dict[str, Any]:
     """Personalise the pretrained GRMN in `prior` (a grmn.pt) to the target `ix` on `split`'s adaptation rows
     (Sec. 3.3: AdaIN parameters + the identity's scene); `p`: Params (pretrain, adapt, ablation, flame).
-    Writes the adapted model to `out_dir` (grmn.pt, scene.pt, summary.json), curves to `metrics_dir`."""
+    Writes the adapted model to `out_dir` (grmn.pt, scene.pt, summary.json), curves through `log` (opened with the
+    resumed step; default: dvclive in `metrics_dir`)."""
     from emotag_core.config import to_dict
     from emotag_core.errors import ConfigError
     from emotag_core.flame import load_head_model
@@ -242,6 +242,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     from emotag_core.train.loop import adapt
 
     c, a, identity = p.pretrain, p.adapt, ix.identity
+    open_log = _open_log(log, metrics_dir, "adapt_run")
     setup_torch(c.seed, c.threads)
     if abs(float(split.fps) - float(ix.meta["fps"])) > 1e-6:
         raise ConfigError(f"adapt@{identity}: the split is at {split.fps} fps but the tables at {ix.meta['fps']}")
@@ -261,13 +262,13 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in ix.tables.items()},
                      file_digest(prior), layers.get("masks_digest"))
     probe = load_latest(ckpt_dir, fp)
-    log = LiveLog(metrics_dir, int(probe["iteration"]) if probe else 0)
+    curves = open_log(int(probe["iteration"]) if probe else 0)
     t0 = time.perf_counter()
     summary = adapt(grmn, scene if c.render else None, identity, loader, adapt_loop_config(c, a),
-                    loss_switches(c, p.ablation, geo=True), ckpt_dir=ckpt_dir, fingerprint=fp, device=dev, log=log,
+                    loss_switches(c, p.ablation, geo=True), ckpt_dir=ckpt_dir, fingerprint=fp, device=dev, log=curves,
                     progress=progress)
     wall = time.perf_counter() - t0
-    log.end()
+    curves.end()
     save_adapted(out_dir, grmn, scene, ix.meta, c.n_gaussians, c.seed, extra=dict(extra, adapted_to=identity))
     summary.update(wall_s=wall, train_frames=loader.n_frames(identity), device=str(dev), split=split.describe(),
                    layers={k: v for k, v in layers.items() if k != "masks_digest"},
