@@ -165,81 +165,68 @@ def queue(spec_path: Path, workdir: Path, dry_run: bool) -> None:
 # ---- the device runner (no dvc): same settings, same metrics files
 
 
-def run_one(run: Run, out: Path, device: str, keep_preds: bool = False, params_path: Path = Path("params.yaml")) -> Path:
+def run_one(run: Run, out: Path, device: str, keep_preds: bool = False, params_path: Path = Path("params.yaml"),
+            models_dir: Path | None = None) -> Path:
     """Pretrain + adapt each target + grmn_eval of one run, in this process (cwd: a workdir or bundle with
-    params.yaml and data/). Writes `<out>/<run>/params.yaml`, `run.json` and `data/metrics/<t>/grmn_eval.json`."""
-    import copy
-
-    import torch
+    params.yaml and data/), through the stages' own recipe (`train.recipe.pretrain_run_indices` / `adapt_run`, the
+    adapt stage's split, the models reloaded from their files as grmn_eval reads them), so the same settings give
+    the same weights and metrics as the `dvc exp` path. Writes `<out>/<run>/params.yaml`, `run.json`,
+    `data/metrics/<t>/grmn_eval.json` and the curves as `curves/*.jsonl` (no dvc); the models (`pretrain/`,
+    `<t>/`, as the stages write them) and checkpoints go to `models_dir` (default: a temporary folder, removed)."""
+    import tempfile
 
     from emotag_core.config import load_params
-    from emotag_core.metrics.synth_truth import TruthFiles, grmn_eval, split_for, write_grmn_eval
-    from emotag_core.motion.grmn import GRMN
-    from emotag_core.train.data import build_identity_index
-    from emotag_core.train.loop import adapt, pretrain
-    from emotag_core.train.recipe import (adapt_loop_config, corpus_loader, grmn_spec, identity_tables, init_audio_norm,
-                                          loss_switches, pretrain_loop_config)
 
     folder = out / run.name
     folder.mkdir(parents=True, exist_ok=True)
-    data = apply_overrides(yaml.safe_load(params_path.read_text()), [f"pretrain.device={device}"]
+    data = apply_overrides(yaml.safe_load(params_path.read_text()), [f"pretrain.device={device}", f"grmn_eval.device={device}"]
                            + with_eval_targets(run.overrides))
     (folder / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     p = load_params(folder / "params.yaml")
-    c, a = p.pretrain, p.adapt
-    device = c.device  # a run may pin its own (pretrain.device=cpu)
-    torch.set_num_threads(max(1, c.threads))
-    torch.manual_seed(c.seed)
+    with tempfile.TemporaryDirectory(prefix=f"sweep-{run.name}-") as tmp:
+        _train_and_score(run, p, folder, Path(models_dir or tmp), keep_preds)
+    return folder
+
+
+def _train_and_score(run: Run, p: Any, folder: Path, models: Path, keep_preds: bool) -> None:
+    from functools import partial
+
+    import torch
+
+    from emotag_core.metrics.synth_truth import TruthFiles, grmn_eval, split_for, write_grmn_eval
+    from emotag_core.split import Split
+    from emotag_core.train.checkpoint import load_model
+    from emotag_core.train.data import build_identity_index
+    from emotag_core.train.live import JsonLinesLog
+    from emotag_core.train.recipe import adapt_run, identity_tables, pretrain_run_indices
 
     def index(i: str) -> Any:
         return build_identity_index(i, identity_tables(Path("data") / "processed" / i))
 
-    corpus = [index(i) for i in p.corpus]
-    head, scenes = None, {}
-    if c.render or not Path("bundle.json").exists():  # the mouth-Gaussian count from an avatar (a bundle records it)
-        from emotag_core.avatar.scene import build_scene
-        from emotag_core.flame import load_head_model
-
-        head = load_head_model(p.flame, device)
-        scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=device)
-                  for ix in (corpus if c.render else corpus[:1])}  # L_Render: each identity's avatar
-        n_mouth = next(iter(scenes.values())).n_mouth
-        scenes = scenes if c.render else {}
-    else:
-        n_mouth = json.loads(Path("bundle.json").read_text())["n_mouth"]
-    grmn = GRMN(grmn_spec(c, p.ablation, p.audio_features.window, corpus[0].meta, n_mouth))
-    init_audio_norm(grmn, corpus)
-    grmn = grmn.to(device)
-    log: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    pretrain(grmn, scenes, corpus_loader(corpus, c, grmn.spec), pretrain_loop_config(c, checkpoint_every=0),
-             loss_switches(c, p.ablation), device=device, log=lambda s, t: log.append(dict(t, step=s)), progress=False)
+    a, device = p.adapt, p.pretrain.device  # a run may pin its own (pretrain.device=cpu)
+    ckpts, curves = models / ".checkpoints", folder / "curves"
+    summary = pretrain_run_indices(p, [index(i) for i in p.corpus], models / "pretrain", ckpts / "pretrain",
+                                   partial(JsonLinesLog, curves / "pretrain.jsonl"), progress=False)
     info: dict[str, Any] = {"run": run.name, "variant": run.variant, "seed": run.seed, "overrides": run.overrides,
                             "device": device, "device_name": torch.cuda.get_device_name() if device.startswith("cuda")
-                            else f"cpu ({os.cpu_count()} cores)", "pretrain_s": time.perf_counter() - t0,
-                            "train_curve": log[-3:], "targets": {}}
-    info["pretrain_it_s"] = c.iters / info["pretrain_s"]
+                            else f"cpu ({os.cpu_count()} cores)", "pretrain_s": summary["wall_s"],
+                            "pretrain_it_s": summary["it_per_s"],
+                            "train_curve": JsonLinesLog.read(curves / "pretrain.jsonl")[-3:], "targets": {}}
     for t in p.grmn_eval.targets:
         ix = index(t)
-        split = split_for(a, ix)
-        model = copy.deepcopy(grmn)
-        scene = None
-        if c.render:
-            from emotag_core.avatar.scene import build_scene
-
-            scene = build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=device)
-        loader = corpus_loader([ix], c, model.spec, split)
-        t0 = time.perf_counter()
-        adapt(model, scene, t, loader, adapt_loop_config(c, a, checkpoint_every=0),
-              loss_switches(c, p.ablation, geo=c.render), device=device, progress=False)
-        info["targets"][t] = {"adapt_s": time.perf_counter() - t0, "adapt_frames": loader.n_frames(t)}
+        split = Split.from_config(a, None, ix.index, ix.meta["fps"])  # the adapt stage's split
+        got = adapt_run(p, ix, split, models / "pretrain" / "grmn.pt", models / t, ckpts / t, None, progress=False,
+                        log=partial(JsonLinesLog, curves / f"{t}.jsonl"))
+        info["targets"][t] = {"adapt_s": got["wall_s"], "adapt_frames": got["train_frames"]}
+        torch.set_num_threads(max(1, p.grmn_eval.threads))  # as the grmn_eval stage
+        dev = p.grmn_eval.device
+        adapted, pretrained = load_model(models / t / "grmn.pt", dev)[0], load_model(models / "pretrain" / "grmn.pt", dev)[0]
         files = TruthFiles(Path("data") / "synthetic" / t / "truth", Path("data") / "processed" / t / "audio")
-        res = grmn_eval(model, grmn, ix, split, files, device, keep_preds)
+        res = grmn_eval(adapted, pretrained, ix, split_for(a, ix), files, dev, keep_preds)
         write_grmn_eval(res, folder / "data" / "metrics" / t / "grmn_eval.json")
         print(json.dumps({"run": run.name, "target": t, **{k: (res.metrics[k.split(".")[0]] or {}).get(k.split(".")[1])
                                                            for k in METRICS}}), flush=True)
     (folder / "run.json").write_text(json.dumps(info, indent=1, default=str))
-    return folder
 
 
 def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | None, bundle: Path | None = None) -> None:

@@ -103,3 +103,37 @@ def test_device_runner_and_stage_write_the_same_keys(tmp_path, one_torch_thread)
     rows = sweep.table(sweep.device_rows(w / "out") + dvc_like).splitlines()
     assert rows[0].startswith("| experiment | target | pretrain.iters | seed | test.jaw_r | val.jaw_r |")
     assert rows[2].startswith(f"| A_s0 | {TARGET} | 2 | 0 |") and rows[3].startswith(f"| workspace | {TARGET} | 3 | 0 |")
+
+
+@pytest.mark.slow
+def test_device_runner_gives_the_stage_paths_numbers(tmp_path, one_torch_thread):
+    """Same settings through the stages (corpus, pretrain, adapt, grmn_eval: what `dvc exp run` runs) and through the
+    device runner (in-process, no dvc): the same weights and the same grmn_eval.json numbers."""
+    import torch
+    from metrics.synth_target import TARGET, make_workdir
+
+    w = make_workdir(tmp_path)
+    over = ["pretrain.iters=4", "pretrain.dropout=0.2", "adapt.anchor=1", "pretrain.seed=3"]  # RNG in use; not seed 0
+    p = sweep.apply_overrides(yaml.safe_load((w / "params.yaml").read_text()), over)
+    (w / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for cmd in (["corpus"], ["pretrain"], ["adapt", TARGET], ["grmn_eval", TARGET]):
+        r = subprocess.run([sys.executable, "-m", f"stages.{cmd[0]}", *cmd[1:]], cwd=w, capture_output=True, text=True,
+                           env=env)
+        assert r.returncode == 0, (cmd, r.stderr[-2000:])
+    cwd = os.getcwd()
+    os.chdir(w)
+    try:
+        folder = sweep.run_one(sweep.Run("A_s3", "A", 3, over), w / "out", "cpu", models_dir=w / "dev_models")
+    finally:
+        os.chdir(cwd)
+    for m in ("pretrain", TARGET):
+        st, dv = (torch.load(f / "grmn.pt", weights_only=False)["state_dict"]
+                  for f in (w / "data" / "models" / m, w / "dev_models" / m))
+        assert st.keys() == dv.keys() and all(torch.equal(st[k], dv[k]) for k in st), m
+    st = json.loads((w / "data" / "metrics" / TARGET / "grmn_eval.json").read_text())
+    dev = json.loads((folder / "data" / "metrics" / TARGET / "grmn_eval.json").read_text())
+    assert dev == st and dev["test"]["jaw_r"] is not None
+    info = json.loads((folder / "run.json").read_text())
+    assert info["pretrain_it_s"] > 0 and info["train_curve"][-1]["step"] == 4
+    assert info["targets"][TARGET]["adapt_frames"] == 125 and not list((w / "out").rglob("*.pt"))
