@@ -23,12 +23,12 @@ DVC_YAML = Path("dvc.yaml")
 
 SYNTHETIC = ("synth",)                   # foreach: synthetic
 # per-identity preprocessing (foreach: identities), in dependency order
-PREPROCESS = ("ingest", "landmarks", "audio_features", "aus", "emotion", "identity", "track", "geometry",
-              "masks")
+PREPROCESS = ("ingest", "landmarks", "audio_features", "aus", "emotion", "identity", "track", "geometry")
+TARGET_PREPROCESS = ("masks",)           # foreach: targets (person masks: only adapt / evaluate read them)
 GLOBAL = ("corpus", "pretrain")          # one run over the whole corpus
 PER_TARGET = ("adapt", "render", "evaluate")   # foreach: targets
 SYNTHETIC_EVAL = ("grmn_eval",)          # foreach: grmn_eval.targets (synthetic targets; empty in the main DAG)
-STAGES = SYNTHETIC + PREPROCESS + GLOBAL + PER_TARGET + SYNTHETIC_EVAL   # every stage of dvc.yaml, in its order
+STAGES = SYNTHETIC + PREPROCESS + TARGET_PREPROCESS + GLOBAL + PER_TARGET + SYNTHETIC_EVAL   # every stage of dvc.yaml, in its order
 
 # table of an identity (data/processed/<id>/<table>.parquet) -> (stage that writes it, what it is)
 IDENTITY_TABLES: dict[str, tuple[str, str]] = {

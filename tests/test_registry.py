@@ -20,7 +20,7 @@ def test_stage_list_is_dvc_yaml_s(dag):
 
 
 @pytest.mark.parametrize("names,over", [(registry.SYNTHETIC, "${synthetic}"), (registry.PREPROCESS, "${identities}"),
-                                        (registry.PER_TARGET, "${targets}")])
+                                        (registry.TARGET_PREPROCESS, "${targets}"), (registry.PER_TARGET, "${targets}")])
 def test_fan_out(dag, names, over):
     for n in names:
         assert dag[n]["foreach"] == over, n
@@ -31,10 +31,10 @@ def test_fan_out(dag, names, over):
 def test_every_identity_table_is_written_by_its_stage(dag):
     for table, (producer, _) in registry.IDENTITY_TABLES.items():
         stage = dag[producer]
-        key = "${item}" if producer in registry.PER_TARGET else "${key}"
+        key = "${item}" if producer in registry.PER_TARGET + registry.TARGET_PREPROCESS else "${key}"
         assert f"data/processed/{key}/{table}.parquet" in stage["do"]["outs"], (table, producer)
     # and no preprocessing stage writes a table the registry does not know
-    for n in registry.PREPROCESS:
+    for n in registry.PREPROCESS + registry.TARGET_PREPROCESS:
         for out in dag[n]["do"]["outs"]:
             if str(out).endswith(".parquet"):
                 assert str(out).rsplit("/", 1)[-1][:-8] in registry.IDENTITY_TABLES, out
