@@ -206,7 +206,7 @@ def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: An
                                      for s in range(0, T, BATCH)])
     M.mean("psnr", curves["psnr"], "no held-out frames")
     M.mean("ssim", curves["ssim"], "no held-out frames")
-    st.frozen = _frozen_and_head(st, files, split, store, pred, gt, rows)
+    st.frozen = _frozen_and_head(st, files, split, store, pred, gt, rows, out.renders)
     try:
         from emotag_core.metrics.lpips_metric import Lpips
 
@@ -288,48 +288,65 @@ HEAD_LABELS = (1,)  # emotag_core.teachers.segmentation.HEAD: the tracked head's
 
 
 def _frozen_and_head(st: _State, files: TargetFiles, split: Split, store: Any, pred: list[np.ndarray],
-                     gt: list[np.ndarray], rows: np.ndarray) -> np.ndarray | None:
-    """The frozen-frame baseline (the last adaptation frame, repeated) on the same frames and crops
-    (`psnr_frozen`, `ssim_frozen`), and PSNR/SSIM of render and frozen frame over the real frames'
-    head mask (`masks` table: `psnr_head`, `ssim_head`, `psnr_head_frozen`, `ssim_head_frozen`).
+                     gt: list[np.ndarray], rows: np.ndarray, renders_dir: Path) -> np.ndarray | None:
+    """Scores beside the render's, on the same frames and crops:
+    - the frozen-frame baseline (the last adaptation frame, repeated): `psnr_frozen`, `ssim_frozen`;
+    - the oracle render (`oracle.mp4`: tracked expression/jaw/pose, render.jobs.render_oracle): `psnr_oracle`, ...;
+    - PSNR/SSIM over the real frames' head mask (`masks` table label `head`) for all three: `psnr_head`,
+      `psnr_head_frozen`, `psnr_head_oracle` (and ssim_*).
     Returns the frozen frame [H, W, 3] (None when there is no adaptation frame)."""
-    M, curves = st.M, st.curves
+    M = st.M
     adapt_rows = split.adapt_segment.rows(store.keys)
-    if not len(adapt_rows):
+    frozen = store.get(int(adapt_rows[-1])) if len(adapt_rows) else None
+    others: dict[str, list[np.ndarray]] = {}
+    if frozen is None:
         for k in ("psnr_frozen", "ssim_frozen"):
             M.missing(k, "no adaptation frame to freeze")
-        return None
-    frozen = store.get(int(adapt_rows[-1]))
-    fz = [frozen] * len(gt)
-    curves["psnr_frozen"] = np.concatenate([psnr(np.stack(fz[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
-                                            for s in range(0, len(gt), BATCH)])
-    curves["ssim_frozen"] = np.concatenate([ssim(np.stack(fz[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
-                                            for s in range(0, len(gt), BATCH)])
-    M.mean("psnr_frozen", curves["psnr_frozen"], "no held-out frames")
-    M.mean("ssim_frozen", curves["ssim_frozen"], "no held-out frames")
+    else:
+        others["_frozen"] = [frozen] * len(gt)
+    oracle_mp4 = renders_dir / "oracle.mp4"
+    if oracle_mp4.exists():
+        o = read_mp4(oracle_mp4, len(gt))
+        if len(o) == len(gt):
+            others["_oracle"] = o
+    if "_oracle" not in others:
+        for k in ("psnr_oracle", "ssim_oracle"):
+            M.missing(k, f"no oracle render of every held-out frame ({oracle_mp4})")
     masks_path = files.table("masks")
-    head_keys = ("psnr_head", "ssim_head", "psnr_head_frozen", "ssim_head_frozen")
-    if not Path(masks_path).exists():
-        for k in head_keys:
-            M.missing(k, f"no person masks ({masks_path} absent: run masks@{files.identity})")
-        return frozen
-    from emotag_core.avatar.plate import MaskRows
+    masks = None
+    if Path(masks_path).exists():
+        from emotag_core.avatar.plate import MaskRows
 
-    masks = MaskRows(masks_path, store.keys)
-    for k in head_keys:
-        curves[k] = np.full(len(gt), np.nan)
-    for s0 in range(0, len(gt), BATCH):
-        m = np.stack([np.isin(masks.get(int(r)), HEAD_LABELS) for r in rows[s0:s0 + BATCH]])
-        ok = m.reshape(len(m), -1).any(1)
-        if not ok.any():
-            continue
-        g, p_, f = np.stack(gt[s0:s0 + BATCH])[ok], np.stack(pred[s0:s0 + BATCH])[ok], np.stack(fz[s0:s0 + BATCH])[ok]
-        idx = np.arange(s0, s0 + len(m))[ok]
-        curves["psnr_head"][idx], curves["ssim_head"][idx] = psnr(p_, g, mask=m[ok]), ssim(p_, g, mask=m[ok])
-        curves["psnr_head_frozen"][idx], curves["ssim_head_frozen"][idx] = psnr(f, g, mask=m[ok]), ssim(f, g, mask=m[ok])
-    for k in head_keys:
-        M.mean(k, curves[k], "no held-out frame with a head in its mask")
-    M.extra["head_mask"] = "masks table label `head` of the real frames (the tracked head's silhouette within the person)"
+        masks = MaskRows(masks_path, store.keys)
+        M.extra["head_mask"] = "masks table label `head` of the real frames (the tracked head's silhouette in the person)"
+    series = {"": pred, **others}
+    for suffix, x in series.items():
+        if suffix:
+            st.curves[f"psnr{suffix}"] = np.concatenate([psnr(np.stack(x[s0:s0 + BATCH]), np.stack(gt[s0:s0 + BATCH]))
+                                                         for s0 in range(0, len(gt), BATCH)])
+            st.curves[f"ssim{suffix}"] = np.concatenate([ssim(np.stack(x[s0:s0 + BATCH]), np.stack(gt[s0:s0 + BATCH]))
+                                                         for s0 in range(0, len(gt), BATCH)])
+            M.mean(f"psnr{suffix}", st.curves[f"psnr{suffix}"], "no held-out frames")
+            M.mean(f"ssim{suffix}", st.curves[f"ssim{suffix}"], "no held-out frames")
+        for k in (f"psnr_head{suffix}", f"ssim_head{suffix}"):
+            st.curves[k] = np.full(len(gt), np.nan)
+    if masks is not None:
+        for s0 in range(0, len(gt), BATCH):
+            m = np.stack([np.isin(masks.get(int(r)), HEAD_LABELS) for r in rows[s0:s0 + BATCH]])
+            ok = m.reshape(len(m), -1).any(1)
+            if not ok.any():
+                continue
+            g, idx = np.stack(gt[s0:s0 + BATCH])[ok], np.arange(s0, s0 + len(m))[ok]
+            for suffix, x in series.items():
+                xs = np.stack(x[s0:s0 + BATCH])[ok]
+                st.curves[f"psnr_head{suffix}"][idx] = psnr(xs, g, mask=m[ok])
+                st.curves[f"ssim_head{suffix}"][idx] = ssim(xs, g, mask=m[ok])
+    for suffix in series:
+        for k in (f"psnr_head{suffix}", f"ssim_head{suffix}"):
+            if masks is None:
+                M.missing(k, f"no person masks ({masks_path} absent: run masks@{files.identity})")
+            else:
+                M.mean(k, st.curves[k], "no held-out frame with a head in its mask")
     return frozen
 
 
@@ -419,8 +436,8 @@ def _write(st: _State, metrics: dict[str, Any], split: Split, store: Any, render
     curves, fps, rows = st.curves, split.fps, st.rows
     h0 = split.heldout_start
     n = max((len(v) for v in curves.values()), default=0)
-    cols = [k for k in ("psnr", "ssim", "psnr_frozen", "ssim_frozen", "psnr_head", "ssim_head", "psnr_head_frozen",
-                        "ssim_head_frozen", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
+    cols = [k for k in ("psnr", "ssim", "psnr_frozen", "ssim_frozen", "psnr_oracle", "ssim_oracle", "psnr_head",
+                        "ssim_head", "psnr_head_frozen", "ssim_head_frozen", "psnr_head_oracle", "ssim_head_oracle", "lpips", "lmd", "aue_l", "aue_u", "mouth_open_render", "mouth_open_real")
             if k in curves]
     buf = io.StringIO()
     w = csv.writer(buf)

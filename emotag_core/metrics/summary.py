@@ -12,7 +12,8 @@ import numpy as np
 
 KEYS = ("psnr", "ssim", "lpips", "lmd", "aue_l", "aue_u", "sync_c", "sync_e", "fps", "train_s")
 # shown in the report beside the headline: the frozen-frame baseline, the head-mask scores, the mouth and sync measures
-REPORT_KEYS = ("psnr_frozen", "ssim_frozen", "psnr_head", "psnr_head_frozen", "ssim_head", "ssim_head_frozen",
+REPORT_KEYS = ("psnr_frozen", "ssim_frozen", "psnr_oracle", "ssim_oracle", "psnr_head", "psnr_head_frozen",
+               "psnr_head_oracle", "ssim_head", "ssim_head_frozen", "ssim_head_oracle",
                "mouth_corr", "mouth_corr_energy", "mouth_std_ratio", "av_offset_frames", "av_confidence")
 LIP_SYNC_KEYS = ("lmd", "sync_c", "sync_e", "av_offset_frames", "av_confidence")
 

@@ -161,6 +161,36 @@ def trace_record(job: RenderJob, trace: RenderTrace) -> dict[str, Any]:
             "cue_index": trace.cue_index}
 
 
+def render_oracle(files: TargetFiles, split: Split, animator: Animator, out: Path, batch_size: int = 8) -> int:
+    """The held-out frames driven by the TRACKED expression, jaw and head pose (flame table) instead of the
+    audio: what the adapted appearance alone gives (issue 18's oracle row). Writes `out` (mp4, the clip's
+    own audio) and returns the frames written (0 when nothing is held out)."""
+    import torch
+
+    from emotag_core.render.audio import frame_blocks, iter_samples
+    from emotag_core.render.video import Mp4Writer
+
+    if split.heldout is None:
+        return 0
+    clip, h0 = split.heldout.clip, split.heldout_start
+    fr, t = clip_rows(files.table("flame"), "flame", clip, ["expr", "jaw", "rot", "trans"])
+    keep = (fr >= h0) & ((fr < split.heldout.end) if split.heldout.end is not None else True)
+    cols = {k: torch.as_tensor(column_array(t, k)[keep], dtype=torch.float32) for k in ("expr", "jaw", "rot", "trans")}
+    sc, dev, n = animator.scene, animator.device, int(keep.sum())
+    layered = {"out_size": animator.size} if getattr(sc, "has_layers", False) else {}
+    wave = iter_samples(files.audio(clip), 16000)
+    blocks = frame_blocks(skip_samples(wave, int(round(h0 * 16000 / split.fps))), 16000, split.fps)
+    with Mp4Writer(out, fps=split.fps, size=(animator.size, animator.size)) as w, torch.no_grad():
+        for s0 in range(0, n, batch_size):
+            b = {k: v[s0:s0 + batch_size].to(dev) for k, v in cols.items()}
+            img = sc.render(b["expr"], b["jaw"], b["rot"], b["trans"], None, animator.raster_size, **layered)["image"]
+            if img.shape[-1] != animator.size:
+                img = torch.nn.functional.interpolate(img, size=(animator.size,) * 2, mode="bilinear", align_corners=False)
+            for f in (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy():
+                w.write(f, next(blocks, None))
+    return n
+
+
 def render_identity(files: TargetFiles, split: Split, animator: Animator, features: Any, render: Any,
                     out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every render of `plan_renders` into the folder `out` (replaced atomically) -> the render.json record.
@@ -186,6 +216,11 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
             log(f"render@{files.identity}: {job.name}.mp4  {trace.n_frames} frames, {trace.fps:.1f} FPS; "
                 f"{trace.cue_note}")
             record["renders"][job.name] = trace_record(job, trace)
+        if "heldout" in record["renders"]:
+            n = render_oracle(files, split, animator, Path(tmp) / "oracle.mp4", render.batch_size)
+            record["oracle"] = {"frames": n, "note": "held-out frames from the tracked expression, jaw and pose "
+                                                     "(the adapted appearance without the audio-driven motion)"}
+            log(f"render@{files.identity}: oracle.mp4  {n} frames (tracked expression/jaw/pose)")
         (Path(tmp) / "render.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 
