@@ -7,6 +7,7 @@ Names follow the paper: `adain`, `base`, `residual` (EMO encoder -> `z_e` -> EMO
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +76,19 @@ class GRMNSpec:
             raise ConfigError(f"GRMN: `dropout` must be in [0, 1), got {self.dropout}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"GRMN: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+    @classmethod
+    def from_config(cls, pretrain: Any, ablation: Any, window: int, meta: dict[str, Any], n_mouth: int) -> "GRMNSpec":
+        """The architecture from `pretrain.*` (PretrainConfig), `ablation.*` (AblationConfig), `audio_features.window`
+        and an identity's table metadata (`feature_dim`, `identity_vector`, `n_expr`); n_mouth from the avatar."""
+        from emotag_core.io.tables import UPPER_AUS
+
+        c = pretrain
+        return cls(audio_dim=meta["feature_dim"], n_aus=len(UPPER_AUS), identity_dim=len(meta["identity_vector"]),
+                   n_expr=meta["n_expr"], n_mouth=n_mouth, window=window, d_model=c.d_model, d_expr=c.d_expr,
+                   n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden, adain=ablation.adain,
+                   residual=ablation.residual, gate=ablation.gate, audio_norm=c.audio_norm, dropout=c.dropout,
+                   adain_axis=c.adain_axis, clip_norm=c.clip_norm)
 
 
 @dataclass

@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from emotag_core.io.tables import UPPER_AUS
 from emotag_core.motion.grmn import GRMN, GRMNSpec
 from emotag_core.train.data import CorpusLoader, IdentityIndex
 from emotag_core.train.live import LiveLog, OpenLog
@@ -32,12 +31,9 @@ from emotag_core.train.loop import LoopConfig, LossSwitches
 
 
 def grmn_spec(c: Any, ablation: Any, window: int, meta: dict[str, Any], n_mouth: int) -> GRMNSpec:
-    """GRMN's architecture from `pretrain.*`, `ablation.*`, `audio_features.window` and an identity's table metadata."""
-    return GRMNSpec(audio_dim=meta["feature_dim"], n_aus=len(UPPER_AUS), identity_dim=len(meta["identity_vector"]),
-                    n_expr=meta["n_expr"], n_mouth=n_mouth, window=window, d_model=c.d_model,
-                    d_expr=c.d_expr, n_layers=c.n_layers, n_heads=c.n_heads, hidden=c.hidden,
-                    adain=ablation.adain, residual=ablation.residual, gate=ablation.gate, audio_norm=c.audio_norm,
-                    dropout=c.dropout, adain_axis=c.adain_axis, clip_norm=c.clip_norm)
+    """GRMN's architecture from `pretrain.*`, `ablation.*`, `audio_features.window` and an identity's table
+    metadata (`GRMNSpec.from_config`)."""
+    return GRMNSpec.from_config(c, ablation, window, meta, n_mouth)
 
 
 def loss_switches(c: Any, ablation: Any, geo: bool = False) -> LossSwitches:
