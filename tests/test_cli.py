@@ -78,3 +78,22 @@ def test_doctor_reports_metric_weights(tmp_path, monkeypatch):
     rows = {(c, b): (ok, d) for c, b, ok, d in cli._metric_weights_rows(params)}
     assert rows[("metric", "sync_c / sync_e")] == (True, str(w))
     assert ("metric", "lpips") in rows
+
+
+def test_adhoc_renders_go_outside_what_dvc_owns(repo_root, tmp_path):
+    """`emotag render <id> <audio>` writes under renders/<id>/, which no dvc.yaml stage lists and git ignores,
+    so an ad-hoc render never dirties `dvc status` nor is deleted by the next `dvc repro`."""
+    import yaml
+
+    from stages.common import Paths
+
+    out = Paths("anna").adhoc_renders
+    assert out.parts[:2] == ("renders", "anna")
+    dag = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    owned = [str(o) for st in dag.values() for o in (st.get("do", st).get("outs") or [])]
+    assert not any(o.split("/")[0] == "renders" for o in owned)
+    assert "renders/" in (repo_root / ".gitignore").read_text().split()
+    # a missing audio file: a named error and a non-zero exit, before any model is loaded
+    r = subprocess.run([sys.executable, "-m", "stages.cli", "render", "anna", str(tmp_path / "nope.wav")],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode != 0 and "nope.wav" in r.stderr
