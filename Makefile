@@ -10,11 +10,16 @@ OPENCV ?= opencv-contrib-python-headless==5.0.0.93
 
 .PHONY: setup system repro test test-gpu reliability bench clean-venv device-kit
 
+# chromium (optional): the test that the report's video plays in a browser (tests/test_report.py)
 system:
 	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null; \
 	  else echo "install ffmpeg and espeak-ng (e.g. sudo apt-get install ffmpeg espeak-ng)"; exit 1; fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "chromium not installed: the report-playback test will skip"; \
+	  else echo "optional: sudo apt-get install chromium (the report-playback test skips without it)"; fi; }
 
 $(BIN)/.installed: pyproject.toml
 	$(MAKE) system

@@ -27,3 +27,41 @@ def test_report_embeds_video_figures_and_table(tmp_path):
     assert len(pngs) == 2 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pngs)
     assert "weights absent" in doc and "dubbed_audio" in doc and "note &lt;1&gt;" in doc
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_video_plays_in_headless_chromium(tmp_path):
+    """The report's embedded mp4 (H.264 + AAC from PyAV) decodes in Debian's chromium: the page's <video>
+    reaches `canplay` with the right size and duration (issue 18: the report must play in chromium)."""
+    import subprocess
+
+    import pytest
+
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Debian's chromium is not installed (`make system` installs it: apt-get install chromium)")
+    T = 25
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(T)]
+    sbs = tmp_path / "sbs.mp4"
+    side_by_side(iter(frames), iter(frames), sbs, side=64, audio=iter([np.zeros(640, np.float32)] * T))
+    out = tmp_path / "r.html"
+    write_report(out, "who", {"psnr": 25.0}, sbs, [], keys=["psnr"])
+    probe = ("<script>const v=document.querySelector('video');"
+             "v.addEventListener('canplay',()=>{document.title='ok '+v.videoWidth+'x'+v.videoHeight+' '+v.duration.toFixed(2)});"
+             "v.addEventListener('error',()=>{document.title='error '+(v.error&&v.error.code)});v.load();</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text(out.read_text().replace("</body>", probe), encoding="utf-8")
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--autoplay-policy=no-user-gesture-required",
+                        "--virtual-time-budget=8000", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>(.*?)</title>", r.stdout)
+    assert title is not None, r.stderr[-2000:]
+    assert title.group(1) == "ok 128x64 1.00", (title.group(1), r.stderr[-1000:])
