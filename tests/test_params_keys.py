@@ -2,7 +2,7 @@
 
 The keys come from running each stage, not from a hand-kept list: a scratch clone of the repository
 (tests/reliability/harness.py `Scratch`, with the kill-and-resume trials' tiny CPU profile
-`killresume.TINY` and two 3 s synthetic identities, one corpus and one target) runs every stage of
+`killresume.TINY` and two 2 s synthetic identities, one corpus and one target) runs every stage of
 dvc.yaml, in dvc.yaml's order, as `python -m stages.<name> <id>` would, with `stages.common.params()`
 returning the recording proxy of tests/params_recorder.py. A recorded key is covered by a `params:` entry
 equal to it or above it (a section covers its keys), by the foreach item's fields the stage's definition
