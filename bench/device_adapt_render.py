@@ -234,7 +234,10 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     _frozen_and_head(so, files, hsplit, store, oracle, gt, rows, Path(".work/no_renders"))
     for k in ("psnr", "ssim", "psnr_head", "ssim_head"):
         st.curves[f"{k}_oracle"] = so.curves[k]
-        st.M.mean(f"{k}_oracle", so.curves[k], "no held-out frames (with a head in its mask)")
+        if "head" in k:  # the head scores, with their reason when there are none
+            st.M.set(f"{k}_oracle", so.M.values.get(k), so.M.reasons.get(k))
+        else:
+            st.M.mean(f"{k}_oracle", so.curves[k], "no held-out frames")
     rec["metrics"] = st.M.to_dict()
     rec["metrics"]["frames"] = int(T)
     rec["metrics"]["heldout"] = {"clip": clip, "from_frame": h0, "from_s": h0 / fps,

@@ -76,7 +76,7 @@ def _same_pretrain(src: dict[str, Any], prof: dict[str, Any]) -> tuple[bool, str
     return True, "same pretrain/ablation/flame/audio_features/corpus as FROM's params.yaml"
 
 
-def _copy_identity(src: Path, dst: Path, tables: list[str], audio: bool) -> None:
+def _copy_identity(src: Path, dst: Path, tables: list[str], audio: bool, optional: tuple[str, ...] = ()) -> None:
     from emotag_core.errors import InputError
 
     dst.mkdir(parents=True, exist_ok=True)
@@ -85,6 +85,9 @@ def _copy_identity(src: Path, dst: Path, tables: list[str], audio: bool) -> None
         if not f.exists():
             raise InputError(f, f"table `{t}` missing", f"run its stage in FROM (dvc repro {t}@{src.name})")
         shutil.copy2(f, dst / f.name)
+    for t in optional:  # masks: adapt's layers and the head-mask metrics (adapt_run names it when it is needed)
+        if (src / f"{t}.parquet").exists():
+            shutil.copy2(src / f"{t}.parquet", dst / f"{t}.parquet")
     if audio:
         wavs = sorted((src / "audio").glob("*.wav"))
         if not wavs:
@@ -125,7 +128,7 @@ def make_bundle(identity: str, src_repo: Path, dest: Path, params_file: Path | N
     proc_src, proc = src_repo / "data" / "processed", dest / "data" / "processed"
     rec: dict[str, Any] = {"identity": identity, "from": str(src_repo), "params": str(params_file or "FROM/params.yaml"),
                            "overrides": overrides, "geometry": {}}
-    _copy_identity(proc_src / identity, proc / identity, [*TRAIN_TABLES, "masks"], audio=True)
+    _copy_identity(proc_src / identity, proc / identity, list(TRAIN_TABLES), audio=True, optional=("masks",))
     rec["geometry"][identity] = _geometry(proc_src / identity, proc / identity, p)
     manifest: dict[str, Any] = {"identities": {}}
     for c in p.corpus:
