@@ -29,7 +29,7 @@ import numpy as np
 from emotag_core.errors import EmotagError, WeightsMissingError
 from emotag_core.io.atomic import write_text
 from emotag_core.io.tables import OPENFACE_AUS, TableReader, column_array
-from emotag_core.metrics.image import psnr, ssim
+from emotag_core.metrics.image import psnr, ssim, ssim_and_masked
 from emotag_core.metrics.motion import aue, lmd, mouth_opening
 from emotag_core.metrics.summary import KEYS, REPORT_KEYS, MetricsRecord
 from emotag_core.metrics.sync import av_offset, frame_energy
@@ -202,10 +202,7 @@ def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: An
     frames_gt = keys.column("frame").to_numpy()[rows]
     curves["psnr"] = np.concatenate([psnr(np.stack(pred[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
                                      for s in range(0, T, BATCH)])
-    curves["ssim"] = np.concatenate([ssim(np.stack(pred[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
-                                     for s in range(0, T, BATCH)])
-    M.mean("psnr", curves["psnr"], "no held-out frames")
-    M.mean("ssim", curves["ssim"], "no held-out frames")
+    M.mean("psnr", curves["psnr"], "no held-out frames")  # SSIM: with the head-mask scores, one map per frame
     st.frozen = _frozen_and_head(st, files, split, store, pred, gt, rows, out.renders)
     try:
         from emotag_core.metrics.lpips_metric import Lpips
@@ -324,24 +321,24 @@ def _frozen_and_head(st: _State, files: TargetFiles, split: Split, store: Any, p
         if suffix:
             st.curves[f"psnr{suffix}"] = np.concatenate([psnr(np.stack(x[s0:s0 + BATCH]), np.stack(gt[s0:s0 + BATCH]))
                                                          for s0 in range(0, len(gt), BATCH)])
-            st.curves[f"ssim{suffix}"] = np.concatenate([ssim(np.stack(x[s0:s0 + BATCH]), np.stack(gt[s0:s0 + BATCH]))
-                                                         for s0 in range(0, len(gt), BATCH)])
             M.mean(f"psnr{suffix}", st.curves[f"psnr{suffix}"], "no held-out frames")
-            M.mean(f"ssim{suffix}", st.curves[f"ssim{suffix}"], "no held-out frames")
-        for k in (f"psnr_head{suffix}", f"ssim_head{suffix}"):
+        for k in (f"ssim{suffix}", f"psnr_head{suffix}", f"ssim_head{suffix}"):
             st.curves[k] = np.full(len(gt), np.nan)
-    if masks is not None:
-        for s0 in range(0, len(gt), BATCH):
-            m = np.stack([np.isin(masks.get(int(r)), HEAD_LABELS) for r in rows[s0:s0 + BATCH]])
-            ok = m.reshape(len(m), -1).any(1)
-            if not ok.any():
+    for s0 in range(0, len(gt), BATCH):  # one SSIM map per frame and series gives the whole-crop and head scores
+        g = np.stack(gt[s0:s0 + BATCH])
+        m = None if masks is None else np.stack([np.isin(masks.get(int(r)), HEAD_LABELS) for r in rows[s0:s0 + BATCH]])
+        sl = slice(s0, s0 + len(g))
+        for suffix, x in series.items():
+            xs = np.stack(x[s0:s0 + BATCH])
+            if m is None:
+                st.curves[f"ssim{suffix}"][sl] = ssim(xs, g)
                 continue
-            g, idx = np.stack(gt[s0:s0 + BATCH])[ok], np.arange(s0, s0 + len(m))[ok]
-            for suffix, x in series.items():
-                xs = np.stack(x[s0:s0 + BATCH])[ok]
-                st.curves[f"psnr_head{suffix}"][idx] = psnr(xs, g, mask=m[ok])
-                st.curves[f"ssim_head{suffix}"][idx] = ssim(xs, g, mask=m[ok])
+            whole, head = ssim_and_masked(xs, g, m)
+            st.curves[f"ssim{suffix}"][sl] = whole
+            st.curves[f"ssim_head{suffix}"][sl] = head  # NaN where the frame has no head pixel
+            st.curves[f"psnr_head{suffix}"][sl] = psnr(xs, g, mask=m)
     for suffix in series:
+        M.mean(f"ssim{suffix}", st.curves[f"ssim{suffix}"], "no held-out frames")
         for k in (f"psnr_head{suffix}", f"ssim_head{suffix}"):
             if masks is None:
                 M.missing(k, f"no person masks ({masks_path} absent: run masks@{files.identity})")

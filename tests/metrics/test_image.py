@@ -56,3 +56,11 @@ def test_masked_psnr_and_ssim_score_only_the_mask() -> None:
     assert np.allclose(psnr(pred, gt, mask=left), 10 * np.log10(255 ** 2 / mse))
     with pytest.raises(ValueError, match="mask"):
         psnr(pred, gt, mask=right[:, :10])
+    empty = np.zeros_like(right)
+    empty[1] = right[1]                                   # frame 0 has no mask pixel: NaN, frame 1 scores
+    assert np.isnan(psnr(pred, gt, mask=empty)[0]) and psnr(pred, gt, mask=empty)[1] == 100.0
+    assert np.isnan(ssim(pred, gt, mask=empty)[0])
+    from emotag_core.metrics.image import ssim_and_masked
+
+    whole, head = ssim_and_masked(pred, gt, right)
+    assert np.allclose(whole, ssim(pred, gt)) and np.allclose(head, ssim(pred, gt, mask=right))

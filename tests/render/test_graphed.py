@@ -274,6 +274,14 @@ def test_layered_scene_renders_the_plate_at_full_size_eager_and_poser():
 
 @pytest.mark.gpu
 def test_layered_scene_graphed_matches_eager_on_cuda():
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    _layered_check("cuda", 4)
+    """In its own process: run inside the suite's shared CUDA context, this capture made a later test's
+    training-graph capture (tests/train/test_fast_gpu.py) fail with cudaErrorStreamCaptureInvalidated."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import torch; torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False\n"
+            "from tests.render.test_graphed import _layered_check; _layered_check('cuda', 4); print('LAYERED OK')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0 and "LAYERED OK" in r.stdout, (r.stdout[-2000:], r.stderr[-4000:])
