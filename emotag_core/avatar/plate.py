@@ -26,6 +26,28 @@ class _Masks(Protocol):
     def get(self, i: int) -> np.ndarray: ...   # [H, W] uint8 labels (emotag_core.teachers.segmentation.LABELS)
 
 
+def _spread(rows: Sequence[int], max_frames: int, what: str) -> list[int]:
+    """At most `max_frames` of `rows`, evenly spaced (ValueError naming `what` when there are none)."""
+    rows = [int(r) for r in rows]
+    if not rows:
+        raise ValueError(f"{what} needs at least one adaptation row")
+    if len(rows) > max_frames:
+        rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_frames).round()]
+    return rows
+
+
+def _masked_median(x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median of images x [N, H, W, 3] uint8 over the samples where v [N, H, W] is True
+    -> (median [H, W, 3] float32, count [H, W]); pixels with no valid sample are 0."""
+    count = v.sum(0)
+    key = np.where(v[..., None], x.astype(np.uint16), np.uint16(256))  # invalid samples sort last
+    key.sort(axis=0)
+    lo, hi = np.clip((count - 1) // 2, 0, None), np.clip(count // 2, 0, None)
+    gl = np.take_along_axis(key, lo[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
+    gh = np.take_along_axis(key, hi[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
+    return np.where(count[..., None] > 0, (gl + gh) / 2, 0.0).astype(np.float32), count
+
+
 def background_plate(frames: _Frames, masks: _Masks, rows: Sequence[int], erode_px: int = 4,
                      max_frames: int = 64, inpaint_radius: int = 5,
                      background_labels: Sequence[int] = (0, 5)) -> tuple[np.ndarray, np.ndarray]:
@@ -37,11 +59,7 @@ def background_plate(frames: _Frames, masks: _Masks, rows: Sequence[int], erode_
     """
     import cv2
 
-    rows = [int(r) for r in rows]
-    if not rows:
-        raise ValueError("background_plate needs at least one adaptation row")
-    if len(rows) > max_frames:
-        rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_frames).round()]
+    rows = _spread(rows, max_frames, "background_plate")
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode_px + 1,) * 2) if erode_px > 0 else None
     stack, valid = [], []
     for r in rows:
@@ -51,19 +69,9 @@ def background_plate(frames: _Frames, masks: _Masks, rows: Sequence[int], erode_
             bg = cv2.erode(bg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
         stack.append(img)
         valid.append(bg.astype(bool))
-    x = np.stack(stack)                                  # [N, H, W, 3]
-    v = np.stack(valid)                                  # [N, H, W]
-    count = v.sum(0)                                     # [H, W]
-    # masked median: invalid samples sort last (sentinel 256), take the middle of the valid ones
-    key = np.where(v[..., None], x.astype(np.uint16), np.uint16(256))
-    key.sort(axis=0)
-    lo = np.clip((count - 1) // 2, 0, None)
-    hi = np.clip(count // 2, 0, None)
-    gl = np.take_along_axis(key, lo[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
-    gh = np.take_along_axis(key, hi[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
-    plate = np.clip(np.round((gl + gh) / 2), 0, 255).astype(np.uint8)
-    seen = count > 0
-    plate[~seen] = 0
+    med, count = _masked_median(np.stack(stack), np.stack(valid))   # [H, W, 3], [H, W]
+    plate = np.clip(np.round(med), 0, 255).astype(np.uint8)
+    seen = count > 0  # the median is 0 there
     if (~seen).any():
         plate = cv2.inpaint(plate, (~seen).astype(np.uint8), inpaint_radius, cv2.INPAINT_TELEA)
     return plate, seen
@@ -80,20 +88,10 @@ def torso_layer(frames: _Frames, masks: _Masks, rows: Sequence[int], max_frames:
     """
     import cv2
 
-    rows = [int(r) for r in rows]
-    if not rows:
-        raise ValueError("torso_layer needs at least one adaptation row")
-    if len(rows) > max_frames:
-        rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_frames).round()]
-    x = np.stack([frames.get(r) for r in rows])                       # [N, H, W, 3]
-    v = np.stack([np.isin(masks.get(r), labels) for r in rows])       # [N, H, W]
-    count = v.sum(0)
-    key = np.where(v[..., None], x.astype(np.uint16), np.uint16(256))
-    key.sort(axis=0)
-    lo, hi = np.clip((count - 1) // 2, 0, None), np.clip(count // 2, 0, None)
-    gl = np.take_along_axis(key, lo[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
-    gh = np.take_along_axis(key, hi[None, ..., None].repeat(3, -1), 0)[0].astype(np.float32)
-    rgb = np.where(count[..., None] > 0, np.clip(np.round((gl + gh) / 2), 0, 255), 0).astype(np.uint8)
+    rows = _spread(rows, max_frames, "torso_layer")
+    med, count = _masked_median(np.stack([frames.get(r) for r in rows]),
+                                np.stack([np.isin(masks.get(r), labels) for r in rows]))
+    rgb = np.clip(np.round(med), 0, 255).astype(np.uint8)
     alpha = count.astype(np.float32) / len(rows)
     if feather_px > 0:
         alpha = cv2.GaussianBlur(alpha, (0, 0), feather_px) * (count > 0)  # soft inside, 0 where never seen

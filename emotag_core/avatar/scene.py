@@ -139,14 +139,28 @@ class IdentityScene(nn.Module):
         self.register_buffer("torso", (torso if torso is not None else torch.zeros(4, *plate.shape[1:],
                                                                            dtype=torch.uint8))[None].contiguous().to(dev))
         self.over: Tensor | None = None
+        self._backdrops: dict[tuple[int, str], Tensor] = {}
 
     def set_over(self, image: Tensor | None) -> None:
         """Render onto another backdrop: image [3, H, W] uint8 (or a colour, [3, 1, 1]) in place of the plate
         (the torso layer stays on top); None: back to the plate. Not saved."""
         self.over = None if image is None else image.to(self.K.device)
+        self._backdrops = {}
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._backdrops = {}  # the layers may change in place
+        return super().load_state_dict(*args, **kwargs)
 
     def backdrop(self, size: int) -> Tensor:
-        """[1, 3, size, size] in [0, 1]: the torso layer over the plate (or `set_over`'s image), resized."""
+        """[1, 3, size, size] in [0, 1]: the torso layer over the plate (or `set_over`'s image), resized.
+        Fixed buffers: computed once per size and device (not on every training step)."""
+        key = (int(size), str(self.plate.device))
+        cache = self.__dict__.setdefault("_backdrops", {})
+        if key not in cache:
+            cache[key] = self._backdrop(int(size))
+        return cache[key]
+
+    def _backdrop(self, size: int) -> Tensor:
         import torch.nn.functional as F
 
         a = self.torso[:, 3:].float() / 255.0

@@ -178,6 +178,7 @@ class _State:
     syncnet: dict[str, dict[str, Any]] = field(default_factory=dict)  # render name -> Sync-C/E
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     frozen: np.ndarray | None = None  # the frozen-frame baseline's frame [H, W, 3]
+    pred: list[np.ndarray] = field(default_factory=list)  # the decoded held-out render (the report's strip)
 
 
 def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: Any, renders: dict[str, Any],
@@ -203,6 +204,7 @@ def _self_reconstruction(st: _State, files: TargetFiles, split: Split, store: An
     curves["psnr"] = np.concatenate([psnr(np.stack(pred[s:s + BATCH]), np.stack(gt[s:s + BATCH]))
                                      for s in range(0, T, BATCH)])
     M.mean("psnr", curves["psnr"], "no held-out frames")  # SSIM: with the head-mask scores, one map per frame
+    st.pred = pred
     st.frozen = _frozen_and_head(st, files, split, store, pred, gt, rows, out.renders)
     try:
         from emotag_core.metrics.lpips_metric import Lpips
@@ -451,7 +453,7 @@ def _write(st: _State, metrics: dict[str, Any], split: Split, store: Any, render
     figures = []
     if len(rows):
         picks = np.unique(np.linspace(0, len(rows) - 1, 4).round().astype(int))
-        pred = read_mp4(out.renders / "heldout.mp4", int(picks[-1]) + 1)
+        pred = st.pred
         if len(pred) > picks[-1]:
             strip = strip_image([store.get(int(rows[i])) for i in picks], [pred[i] for i in picks], st.frozen,
                                 side=evaluate.report_side, labels=[f"t={(h0 + i) / fps:.2f}s" for i in picks])
