@@ -432,6 +432,12 @@ class AdaptConfig:
     """Composite the head over a background plate and a torso layer built from the adaptation frames'
     person masks (`masks@<id>`; needs `ingest.crop: fixed`), so the Gaussians model the head only and
     the background stays sharp (issue 18). false: a learned 64 px background, as before."""
+    layer_motion: Literal["pose", "static"] = "static"
+    """How the layers behind the head move (with `layers: true`): `pose` = hair follows the head and
+    neck+torso the body, each a stabilised layer whose 2-D warp is regressed on the tracked head pose
+    (`avatar.layer_motion`); `static` = one median layer of hair, neck and torso that never moves. Default
+    static: on seated_outdoor_10s `pose` gains 0.1 dB outside the head for ~70 s more adaptation, and even
+    rigid warps fitted to the held-out frames themselves gain only 1.2 dB (BENCHMARKS "A real person")."""
 
 
 @dataclass

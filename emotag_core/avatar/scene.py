@@ -127,19 +127,32 @@ class IdentityScene(nn.Module):
         """True when the head is composited over the identity's torso layer and background plate."""
         return getattr(self, "plate", None) is not None and self.plate.numel() > 0
 
-    def set_layers(self, plate: Tensor, torso: Tensor | None) -> None:
-        """plate [3, H, W] uint8 (the scene behind the person), torso [4, H, W] uint8 RGBA (hair, neck, torso)
-        at the frame size; saved with the scene. From then on `composite` puts the head over them."""
+    def set_layers(self, plate: Tensor, torso: Tensor | None, motion: Tensor | None = None) -> None:
+        """plate [3, H, W] uint8 (the scene behind the person); torso [4, H, W] or [L, 4, H, W] uint8 RGBA layers
+        (hair, neck, torso), drawn first to last over the plate, at the frame size; saved with the scene.
+        motion [L, 7, 6] float (`avatar.layer_motion`): each layer follows the head pose ([rot, trans, 1] ->
+        affine_grid theta); None: the layers stay put. From then on `composite` puts the head over them."""
         if plate.dtype != torch.uint8 or plate.ndim != 3 or plate.shape[0] != 3:
             raise InputError(None, f"set_layers: plate must be [3, H, W] uint8, got {tuple(plate.shape)} {plate.dtype}")
-        if torso is not None and (torso.dtype != torch.uint8 or tuple(torso.shape) != (4, *plate.shape[1:])):
-            raise InputError(None, f"set_layers: torso must be [4, H, W] uint8 like the plate, got {tuple(torso.shape)}")
+        if torso is not None and torso.ndim == 3:
+            torso = torso[None]
+        if torso is not None and (torso.dtype != torch.uint8 or tuple(torso.shape[1:]) != (4, *plate.shape[1:])):
+            raise InputError(None, f"set_layers: torso must be [L, 4, H, W] uint8 like the plate, got {tuple(torso.shape)}")
+        if motion is not None and (torso is None or tuple(motion.shape) != (torso.shape[0], 7, 6)):
+            raise InputError(None, f"set_layers: motion must be [L={0 if torso is None else torso.shape[0]}, 7, 6], "
+                                   f"got {tuple(motion.shape)}")
         dev = self.K.device
         self.register_buffer("plate", plate[None].contiguous().to(dev))
-        self.register_buffer("torso", (torso if torso is not None else torch.zeros(4, *plate.shape[1:],
-                                                                           dtype=torch.uint8))[None].contiguous().to(dev))
+        self.register_buffer("torso", (torso if torso is not None else torch.zeros(1, 4, *plate.shape[1:],
+                                                                         dtype=torch.uint8)).contiguous().to(dev))
+        self.register_buffer("motion", None if motion is None else motion.float().contiguous().to(dev))
         self.over: Tensor | None = None
         self._backdrops: dict[tuple[int, str], Tensor] = {}
+
+    @property
+    def moving_layers(self) -> bool:
+        """True when the layers follow the head pose (`set_layers(..., motion=...)`)."""
+        return self.has_layers and getattr(self, "motion", None) is not None
 
     def set_over(self, image: Tensor | None) -> None:
         """Render onto another backdrop: image [3, H, W] uint8 (or a colour, [3, 1, 1]) in place of the plate
@@ -152,31 +165,72 @@ class IdentityScene(nn.Module):
         return super().load_state_dict(*args, **kwargs)
 
     def backdrop(self, size: int) -> Tensor:
-        """[1, 3, size, size] in [0, 1]: the torso layer over the plate (or `set_over`'s image), resized.
-        Fixed buffers: computed once per size and device (not on every training step)."""
-        key = (int(size), str(self.plate.device))
+        """[1, 3, size, size] in [0, 1]: the layers over the plate (or `set_over`'s image), resized; moving layers
+        at the adaptation's mean pose. Fixed buffers: computed once per size and device (not every training step)."""
+        return self._cached(("backdrop", int(size)), lambda: self._backdrop(int(size)))
+
+    def _cached(self, key: tuple[Any, ...], make: Any) -> Tensor:
+        key = (*key, str(self.plate.device))
         cache = self.__dict__.setdefault("_backdrops", {})
         if key not in cache:
-            cache[key] = self._backdrop(int(size))
+            cache[key] = make()
         return cache[key]
 
-    def _backdrop(self, size: int) -> Tensor:
+    def _base(self, size: int) -> Tensor:
+        """The plate (or `set_over`'s image) [1, 3, size, size] in [0, 1]."""
         import torch.nn.functional as F
 
-        a = self.torso[:, 3:].float() / 255.0
         base = self.plate if getattr(self, "over", None) is None else self.over
         base = base.float().div(255.0).reshape(1, 3, *base.shape[-2:])
         if base.shape[-2:] != self.plate.shape[-2:]:
             base = F.interpolate(base, size=tuple(self.plate.shape[-2:]), mode="bilinear", align_corners=False)
-        img = self.torso[:, :3].float() / 255.0 * a + base * (1.0 - a)
+        if base.shape[-1] != size:
+            base = F.interpolate(base, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return base
+
+    def _layers(self, size: int) -> Tensor:
+        """The layers [L, 4, size, size] in [0, 1], RGB premultiplied by alpha."""
+        import torch.nn.functional as F
+
+        t = self.torso.float() / 255.0
+        t = torch.cat([t[:, :3] * t[:, 3:], t[:, 3:]], 1)
+        if t.shape[-1] != size:
+            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return t
+
+    def _backdrop(self, size: int) -> Tensor:
+        import torch.nn.functional as F
+
+        if self.moving_layers:
+            from emotag_core.avatar.layer_motion import warp_layers
+
+            theta = self.motion[:, 6][None].reshape(1, -1, 2, 3)  # the bias: the warp at a zero pose
+            return warp_layers(self._base(size), self._layers(size), theta)
+        img = self._base(self.plate.shape[-1])  # static layers: composited at the frame size, then resized
+        for layer in self.torso.float() / 255.0:
+            a = layer[None, 3:]
+            img = layer[None, :3] * a + img * (1.0 - a)
         if img.shape[-1] != size:
             img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return img
 
-    def composite(self, out: dict[str, Tensor], size: int, out_size: int | None = None) -> dict[str, Tensor]:
+    def backdrop_at(self, size: int, rot: Tensor, trans: Tensor) -> Tensor:
+        """[B, 3, size, size]: the layers moved to the head pose rot/trans [B, 3] (`avatar.layer_motion`) over
+        the plate; `backdrop(size)` when the layers do not move."""
+        if not self.moving_layers:
+            return self.backdrop(size)
+        from emotag_core.avatar.layer_motion import layer_theta, warp_layers
+
+        base = self._cached(("base", int(size)), lambda: self._base(int(size)))
+        layers = self._cached(("layers", int(size)), lambda: self._layers(int(size)))
+        return warp_layers(base, layers, layer_theta(self.motion, rot, trans))
+
+    def composite(self, out: dict[str, Tensor], size: int, out_size: int | None = None, rot: Tensor | None = None,
+                  trans: Tensor | None = None) -> dict[str, Tensor]:
         """Rasterized maps + what lies behind the head -> the same maps with `image` [B, 3, S, S] added
-        (S = out_size or size). With layers: head, then torso, then plate; else the learned background.
-        out_size: upsample colour and alpha (bilinear) to it first, so the layers stay at full resolution."""
+        (S = out_size or size). With layers: head, then hair/torso, then plate; else the learned background.
+        out_size: upsample colour and alpha (bilinear) to it first, so the layers stay at full resolution.
+        rot/trans [B, 3]: the head pose that moving layers follow (None: their mean pose)."""
         import torch.nn.functional as F
 
         out = dict(out)
@@ -185,7 +239,7 @@ class IdentityScene(nn.Module):
             for k in ("colour", "alpha"):
                 out[k] = F.interpolate(out[k], size=(size, size), mode="bilinear", align_corners=False)
         if self.has_layers:
-            bg = self.backdrop(size)
+            bg = self.backdrop_at(size, rot, trans) if rot is not None and trans is not None else self.backdrop(size)
         else:
             bg = F.interpolate(self.background, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
         out["image"] = out["colour"] + (1.0 - out["alpha"]) * bg
@@ -196,7 +250,7 @@ class IdentityScene(nn.Module):
         """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> image [B, 3, S, S] etc.
         (rasterized at `size`; S = out_size or size, see `composite`)."""
         g = self.pose(expr, jaw, rot, trans, mouth)
-        return self.composite(self.rasterize(g, self.intrinsics(size, expr.shape[0]), size), size, out_size)
+        return self.composite(self.rasterize(g, self.intrinsics(size, expr.shape[0]), size), size, out_size, rot, trans)
 
 
 def camera_K(camera: dict[str, Any]) -> Tensor:

@@ -59,10 +59,10 @@ def load_adapted(folder: str | Path, flame: Any, rasterizer: str,
     head = load_head_model(flame, device)
     scene = build_scene(head, payload["meta"], payload["n_gaussians"], backend=rasterizer, device=device)
     state = dict(payload["state_dict"])
-    plate, torso = state.pop("plate", None), state.pop("torso", None)
+    plate, torso, motion = state.pop("plate", None), state.pop("torso", None), state.pop("motion", None)
     scene.load_state_dict(state)
     if plate is not None:  # the layers behind the head (issue 18), when adapt built them
-        scene.set_layers(plate[0], None if torso is None else torso[0])
+        scene.set_layers(plate[0], torso, motion)
     s = torch.tensor(payload["meta"]["identity_vector"], dtype=torch.float32, device=device)[None]
     return grmn.eval(), scene.eval(), s
 

@@ -142,9 +142,10 @@ class FramePoser:
         return Posed(*res)
 
     @torch.no_grad()
-    def draw(self, posed: Posed, size: int, out_size: int | None = None) -> Tensor:
+    def draw(self, posed: Posed, size: int, out_size: int | None = None, rot: Tensor | None = None,
+             trans: Tensor | None = None) -> Tensor:
         """Rasterize posed Gaussians at `size` over the scene's background -> colour [B, 3, S, S] in [0, 1]
-        (S = out_size or size: the scene's layers are composited at S)."""
+        (S = out_size or size: the scene's layers are composited at S; rot/trans [B, 3]: the pose moving layers follow)."""
         sc = self.scene
         K = sc.intrinsics(size, self.batch)
         r = maps(*rasterize_splats(posed.splats, self._view, K, size, sc.backend))
@@ -152,7 +153,7 @@ class FramePoser:
 
     def render(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor, size: int) -> Tensor:
         """pose + draw: [B, W, D], [B, W, A], [B, 3], [B, 3] -> [B, 3, size, size]."""
-        return self.draw(self.pose(audio_win, aus_win, rot, trans), size)
+        return self.draw(self.pose(audio_win, aus_win, rot, trans), size, None, rot.to(self.device), trans.to(self.device))
 
 
 class GraphedAnimator(Animator):
@@ -179,7 +180,7 @@ class GraphedAnimator(Animator):
              for x in (audio_win, aus_win, rot, trans)]
         posed = self.poser.pose(*t)
         layered = self.size if getattr(self.scene, "has_layers", False) else None
-        img = self.poser.draw(posed, self.raster_size, layered)  # [B, 3, H, W]
+        img = self.poser.draw(posed, self.raster_size, layered, t[2], t[3])  # [B, 3, H, W]
         if img.shape[-1] != self.size:
             img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
         frames = (img[:n].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

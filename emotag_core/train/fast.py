@@ -73,10 +73,12 @@ class _Maps(nn.Module):
         self._scene = [scene]
         self.sw = sw
         self.size = size
+        self.posed = bool(getattr(scene, "moving_layers", False))  # then rot, trans [B, 3] follow `ref`
         self.terms: list[str] = []
 
-    def forward(self, feat: Tensor, alpha: Tensor, zacc: Tensor, ref: Tensor, *geo: Tensor) -> tuple[Tensor, ...]:
-        r = self._scene[0].composite(maps(feat, alpha, zacc), self.size)
+    def forward(self, feat: Tensor, alpha: Tensor, zacc: Tensor, ref: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        pose, geo = (rest[:2], rest[2:]) if self.posed else ((None, None), rest)
+        r = self._scene[0].composite(maps(feat, alpha, zacc), self.size, None, *pose)
         terms = losses.image_terms(r, ref, self.sw, *geo)  # L_Render (Eq. 11) [+ L_Geo (Eq. 14)]
         self.terms = list(terms)
         return tuple(terms.values())
@@ -147,7 +149,8 @@ class GraphedStep:
         if self.timing is not None:
             t = self._mark("gsplat_fwd", t)
         geo = sw.geo and batch.depth is not None and batch.normal is not None
-        margs = (feat, alpha, zacc, batch.image) + ((batch.depth, batch.normal) if geo else ())
+        posed = (batch.rot, batch.trans) if getattr(scene, "moving_layers", False) else ()  # the layers follow the pose
+        margs = (feat, alpha, zacc, batch.image) + posed + ((batch.depth, batch.normal) if geo else ())
         mkey = (batch.identity, geo)
         if mkey not in self._maps:
             mod = _Maps(scene, sw, size)

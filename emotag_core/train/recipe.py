@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from emotag_core.motion.grmn import GRMN, GRMNSpec
@@ -190,9 +191,13 @@ def pretrain_run_indices(p: Any, indices: list[IdentityIndex], out_dir: Path, ck
     return summary
 
 
-def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool) -> dict[str, Any]:
-    """Give `scene` the background plate and torso layer of the adaptation clip (from the split's adaptation
-    rows only, `avatar.plate.scene_layers`) when `enabled` and the frames are fixed crops; a summary either way."""
+def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool, motion: str = "static"
+                  ) -> dict[str, Any]:
+    """Give `scene` the background plate and the layers around the head of the adaptation clip (from the split's
+    adaptation rows only) when `enabled` and the frames are fixed crops; a summary either way.
+
+    motion `static`: one median layer of hair, neck and torso (`avatar.plate.scene_layers`); `pose`: a neck+torso
+    and a hair layer, stabilised and moved with the tracked head pose (`avatar.layer_motion.fit_layers`)."""
     import logging
 
     import torch
@@ -215,9 +220,26 @@ def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool) -> d
         raise StageMissingError(f"the person masks of `{ix.identity}` (adapt.layers: true)", masks,
                                 f"dvc repro masks@{ix.identity}")
     rows = split.adapt_segment.rows(ix.index)
+    chw = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))  # noqa: E731  [..., H, W, C] -> [..., C, H, W]
+    if motion == "pose":
+        from emotag_core.avatar.layer_motion import fit_layers
+        from emotag_core.avatar.plate import MaskRows, background_plate
+        from emotag_core.io.frames import FrameStore
+
+        store = FrameStore(frames)
+        mrows = MaskRows(masks, store.keys)
+        from emotag_core.io.tables import column_array
+
+        fl = TableReader(ix.tables["flame"], "flame").read(columns=["rot", "trans"])
+        fr = np.asarray(ix.index.column("row_flame").to_numpy())[rows]
+        pose = np.concatenate([column_array(fl, k)[fr] for k in ("rot", "trans")], 1)  # [N, 6]
+        plate, seen = background_plate(store, mrows, rows)
+        layers, coef, info = fit_layers(store, mrows, rows, pose)
+        scene.set_layers(chw(plate), chw(layers), torch.from_numpy(coef))
+        info = {"rows": len(rows), "plate_inpainted": round(float(1 - seen.mean()), 4), **info}
+        return {"mode": "plate+pose-layers", **info, "masks_digest": file_digest(masks)}
     plate, torso, info = scene_layers(frames, masks, rows)
-    scene.set_layers(torch.from_numpy(plate).permute(2, 0, 1).contiguous(),
-                     torch.from_numpy(torso).permute(2, 0, 1).contiguous())
+    scene.set_layers(chw(plate), chw(torso))
     return {"mode": "plate+torso", **info, "masks_digest": file_digest(masks)}
 
 
@@ -253,7 +275,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     if scene.n_mouth != grmn.spec.n_mouth:
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
-    layers = attach_layers(scene, ix, split, a.layers)
+    layers = attach_layers(scene, ix, split, a.layers, a.layer_motion)
     loader = corpus_loader([ix], c, grmn.spec, split)
     fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in ix.tables.items()},
                      file_digest(prior), layers.get("masks_digest"))
