@@ -10,16 +10,16 @@ OPENCV ?= opencv-contrib-python-headless==5.0.0.93
 
 .PHONY: setup system repro test test-gpu reliability bench clean-venv device-kit
 
-# chromium (optional): the test that the report's video plays in a browser (tests/test_report.py)
+# chromium + chromium-driver (optional): the report's video plays in a browser (tests/test_report.py), the demo's browser test (tests/serve)
 system:
 	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null; \
 	  else echo "install ffmpeg and espeak-ng (e.g. sudo apt-get install ffmpeg espeak-ng)"; exit 1; fi; }
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-	    || echo "chromium not installed: the report-playback test will skip"; \
-	  else echo "optional: sudo apt-get install chromium (the report-playback test skips without it)"; fi; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	    || echo "chromium not installed: the report-playback and demo browser tests will skip"; \
+	  else echo "optional: sudo apt-get install chromium chromium-driver (the browser tests skip without it)"; fi; }
 
 $(BIN)/.installed: pyproject.toml
 	$(MAKE) system

@@ -516,6 +516,30 @@ class GrmnEvalConfig:
     """Torch CPU threads of the grmn_eval stage."""
 
 
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    """Address `emotag serve` binds to; localhost by default (plain http elsewhere blocks the browser's microphone)."""
+    port: int = 7860
+    """TCP port of the web demo."""
+    max_upload_mb: float = 20.0
+    """Uploads larger than this are refused (413) before they are read whole."""
+    max_audio_s: float = 30.0
+    """Longest driving audio a request may render."""
+    long_audio: Literal["cut", "refuse"] = "cut"
+    """Audio longer than `max_audio_s`: `cut` renders its first `max_audio_s` (the page says so), `refuse` answers 413."""
+    queue_size: int = 4
+    """Requests admitted at once (rendering or waiting); past it a client gets 429 and a message."""
+    workers: int = 1
+    """Renders that run at the same time (each in its own thread, with its own copy of the avatar)."""
+    device: str | None = None
+    """Torch device of the demo's renders; None = render.device."""
+    jpeg_quality: int = 85
+    """Quality of the JPEG frames streamed to the page (the mp4 is encoded separately)."""
+    keep_jobs: int = 16
+    """Finished requests whose files (upload, mp4) stay in the output folder; older ones are deleted."""
+
+
 @dataclass(frozen=True)
 class Range:
     """An allowed interval of a numeric param; a missing bound is unbounded."""
@@ -580,6 +604,8 @@ RANGES: dict[str, Range] = {
     **_ranges("render", _POS, "batch_size", "size", "threads"),
     **_ranges("evaluate", _POS, "max_frames", "report_side", "threads"), "evaluate.syncnet_max_offset": _NONNEG,
     "grmn_eval.threads": _POS,
+    **_ranges("serve", _POS, "port", "max_upload_mb", "max_audio_s", "queue_size", "workers", "keep_jobs"),
+    "serve.jpeg_quality": Range(1, 100),
 }
 
 
@@ -610,6 +636,7 @@ class Params:
     render: RenderConfig = field(default_factory=RenderConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     grmn_eval: GrmnEvalConfig = field(default_factory=GrmnEvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def check(self) -> "Params":
         """Value ranges (`RANGES`) and cross-field checks: roles agree with the corpus/targets lists."""

@@ -6,6 +6,7 @@
     emotag sync-dag               keep dvc.yaml's `corpus` deps in step with params.yaml
     emotag profile smoke|paper    switch params.yaml between the CPU smoke and paper profiles
     emotag render ID AUDIO [--stream]
+    emotag serve [--host 127.0.0.1 --port 7860]   live web demo of the adapted identities
 """
 from __future__ import annotations
 
@@ -124,6 +125,41 @@ def render_adhoc(identity: str, audio: Path, out: Path, realtime: bool = False) 
                            audio, p.ingest.fps, out=out, realtime=realtime)
 
 
+def demo_renderer(p):  # noqa: ANN001, ANN201 - Params -> (serve.jobs.Renderer, device label)
+    """The web demo's renderer over this repository's adapted target identities (params `serve:`)."""
+    import torch
+
+    from emotag_core.render.adapted import missing_files
+    from emotag_core.serve.jobs import Renderer, load_avatar
+    from stages.common import need_adapted, target_files
+
+    cfg, device = p.serve, p.serve.device or p.render.device
+
+    def identities() -> list[str]:  # the targets whose adapt@<id> output is complete
+        return sorted(i for i, e in p.identities.items() if e.role == "target" and not missing_files(Paths(i).models))
+
+    def load(identity: str):  # noqa: ANN202 - serve.jobs.Avatar
+        paths = Paths(identity)
+        return load_avatar(need_adapted(identity, paths), target_files(identity, paths, audio=False), p, device)
+
+    label = f"cuda ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else device
+    out = Paths("_serve").adhoc_renders.resolve()  # renders/_serve/: beside the ad-hoc renders, outside what DVC owns
+    return Renderer(identities, load, out, cfg.queue_size, cfg.workers, cfg.jpeg_quality, cfg.keep_jobs), label
+
+
+def serve_demo(host: str | None, port: int | None) -> None:
+    """`emotag serve`: the live web demo of the adapted identities, until Ctrl-C."""
+    import torch
+
+    from emotag_core.serve.app import serve
+    from stages.common import params
+
+    p = params()
+    torch.set_num_threads(p.render.threads)
+    renderer, label = demo_renderer(p)
+    serve(renderer, p.serve, label, host or p.serve.host, port or p.serve.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="emotag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -141,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("audio", type=Path)
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--stream", action="store_true", help="read audio incrementally, report per-frame latency")
+    sv = sub.add_parser("serve", help="live web demo of the adapted identities (localhost by default)")
+    sv.add_argument("--host", default=None, help="address to bind (default serve.host: 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=None, help="TCP port (default serve.port: 7860)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "add-identity":
@@ -167,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}")
             for k, v in summary.items():
                 print(f"  {k}: {v}")
+        elif args.cmd == "serve":
+            serve_demo(args.host, args.port)
     except EmotagError as exc:
         print(f"emotag {args.cmd}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -29,6 +29,7 @@ ALLOWED = {
     "tests/test_cli.py": "the CLI's own tests",
     "tests/test_registry.py": "the registry's own tests",
     "tests/test_params_keys.py": "runs each stage's main under a recording params proxy",
+    "tests/serve/test_cli_serve.py": "the CLI's `serve` verb (which identities it offers, where it binds)",
 }
 PIPELINES_MAY_IMPORT = {"stages.registry", "stages.common"}
 

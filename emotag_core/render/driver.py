@@ -151,6 +151,10 @@ class Animator:
         self.control = control or GateControl()
         self.window = int(grmn.spec.window)
 
+    def set_control(self, control: GateControl) -> None:
+        """Change the emotion-intensity control between two calls (the live demo's slider): later frames use it."""
+        self.control = control
+
     @torch.no_grad()
     def __call__(self, audio_win: np.ndarray, aus_win: np.ndarray, rot: np.ndarray, trans: np.ndarray) -> Animated:
         """audio_win [B, W, D], aus_win [B, W, A], rot/trans [B, 3] -> Animated."""

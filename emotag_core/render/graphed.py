@@ -96,6 +96,16 @@ class FramePoser:
         if mode in ("graph", "compile"):
             self._capture(warmup)
 
+    def set_control(self, control: GateControl) -> None:
+        """Change the gate control between two `pose` calls; a captured graph bakes the control in, so it is
+        captured again (eager and compiled modes read it at the next call)."""
+        if control == self.control:
+            return
+        self.control = control
+        if self._graph is not None:
+            self._graph = None
+            self._capture(1)
+
     # -- the posing function: everything before rasterization -----------------------------------
     def _pose(self, audio: Tensor, aus: Tensor, rot: Tensor, trans: Tensor) -> tuple[Tensor, ...]:
         raw = self.grmn(audio, aus, self.s)
@@ -168,6 +178,10 @@ class GraphedAnimator(Animator):
         super().__init__(grmn, scene, s, size=size, control=control, device=device)
         self.raster_size = int(raster_size or size)
         self.poser = FramePoser(grmn, scene, s, batch, mode=mode, control=self.control)
+
+    def set_control(self, control: GateControl) -> None:
+        super().set_control(control)
+        self.poser.set_control(control)
 
     @torch.no_grad()
     def __call__(self, audio_win: np.ndarray, aus_win: np.ndarray, rot: np.ndarray, trans: np.ndarray) -> Animated:
