@@ -1,6 +1,11 @@
 """The demo's tests share one tiny adapted identity on disk (tests/serve/tiny_avatar.py)."""
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
 from .tiny_avatar import IDENTITY, make_workdir, speech_wav
@@ -41,3 +46,30 @@ def renderer_of(root, p):
 
     return Renderer(lambda: [IDENTITY], load, root / "renders" / "_serve", cfg.queue_size, cfg.workers,
                     cfg.jpeg_quality, cfg.keep_jobs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_process(workdir, repo_root, port: int, *extra: str) -> subprocess.Popen:
+    """`emotag serve --port PORT` in `workdir`, once it answers (killed by the caller)."""
+    import os
+    import urllib.request
+
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    proc = subprocess.Popen([sys.executable, "-m", "stages.cli", "serve", "--port", str(port), *extra], cwd=workdir,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        if proc.poll() is not None:
+            raise AssertionError(f"emotag serve exited {proc.returncode}: {proc.stdout.read()}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2).read()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("emotag serve did not answer within 60 s")
