@@ -102,8 +102,11 @@ class Job:
         return self.folder / "speech.wav"
 
     def send(self, msg: dict[str, Any] | bytes) -> None:
-        """Queue a message for the page (from any thread)."""
-        self.loop.call_soon_threadsafe(self.events.put_nowait, msg)
+        """Queue a message for the page (from any thread; dropped once the server's loop has closed)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, msg)
+        except RuntimeError:  # the server is shutting down: nobody is listening any more
+            self.cancelled = True
 
 
 class _Live:
