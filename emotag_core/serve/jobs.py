@@ -246,9 +246,8 @@ class Renderer:
         return cache[identity]
 
     def _render(self, job: Job, slot: int) -> None:
-        import cv2
-
         from emotag_core.render.api import render_stream
+        from emotag_core.serve.media import JpegEncoder
 
         assert job.speech is not None
         av = self._avatar(slot, job.identity)
@@ -268,13 +267,12 @@ class Renderer:
         t0 = time.perf_counter()
         job.send({"type": "start", "frames": n_frames, "fps": av.fps, "size": int(av.animator.size),
                   "device": str(av.animator.device), "wait_s": t0 - job.created})
-        params = [int(cv2.IMWRITE_JPEG_QUALITY), self.jpeg_quality]
+        jpeg = JpegEncoder(self.jpeg_quality)
 
         def on_frame(t: int, frame: np.ndarray) -> None:
             lat = time.perf_counter() - arrival.pop(t, t0)
-            ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), params)
             g, gp = float(live.last.g[-1]), float(live.last.g_pred[-1])
-            job.send(FRAME_HEADER.pack(t, g, gp, 1000.0 * lat) + jpg.tobytes())
+            job.send(FRAME_HEADER.pack(t, g, gp, 1000.0 * lat) + jpeg(frame))
 
         trace = render_stream(live, blocks(), av.features, av.cues, out=job.video, on_frame=on_frame,
                               realtime=False, fps=av.fps)
