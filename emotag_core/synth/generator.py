@@ -1,4 +1,4 @@
-"""Synthetic talking-head clips with known truth: espeak-ng speech, viseme-driven mouth,
+"""Synthetic talking-head clips with known truth: espeak-ng (or packaged real) speech, viseme-driven mouth,
 emotion-driven upper face, small head motion, random shape and camera, textured rendering.
 
 Everything follows from `SynthConfig.seed` (and the clip index). The generator takes a head
@@ -20,6 +20,7 @@ import torch
 from emotag_core.config import SynthConfig
 from emotag_core.errors import ConfigError
 from emotag_core.synth import render as rz
+from emotag_core.synth.real_speech import check_sources, load_source, pick_source
 from emotag_core.synth.speech import Phoneme, pick_text, sentences_for, speak
 from emotag_core.synth.texture import background_image, bake_uv_texture, load_image, photo_landmarks, \
     vertex_photo_coords
@@ -129,8 +130,13 @@ def _check(cfg: SynthConfig) -> None:
         raise ConfigError(f"synth.intensity_levels: {badl} not in 1-3")
     if not cfg.voices or not cfg.photos or not cfg.backgrounds:
         raise ConfigError("synth.voices, synth.photos and synth.backgrounds must each name at least one")
-    for v in cfg.voices:
-        sentences_for(v, cfg.sentence_set)
+    if cfg.speech == "real":
+        check_sources(cfg.speech_set)                         # a missing recording fails before any work
+    elif cfg.speech == "espeak":
+        for v in cfg.voices:
+            sentences_for(v, cfg.sentence_set)
+    else:
+        raise ConfigError(f"synth.speech: `{cfg.speech}` is not one of ['espeak', 'real']")
     if cfg.seconds < 1.0 or cfg.size < 64 or cfg.fps <= 0:
         raise ConfigError(f"synth: seconds >= 1, size >= 64 and fps > 0 needed "
                           f"(got {cfg.seconds}, {cfg.size}, {cfg.fps})")
@@ -212,12 +218,17 @@ def plan_script(cfg: SynthConfig, clip: int) -> Script:
     segments: list[Segment] = []
     phonemes: list[tuple[Phoneme, int]] = []
     while t < cfg.seconds - 0.8:
-        voice = cfg.voices[int(rng.integers(len(cfg.voices)))]
-        text = pick_text(voice, cfg.sentence_set, rng)
-        rate, pitch = int(rng.integers(150, 186)), int(rng.integers(30, 71))
+        if cfg.speech == "real":                              # a packaged recording, aligned by pocketsphinx
+            utt = load_source(pick_source(cfg.speech_set, rng).name).utterance
+            voice, text, rate, pitch = utt.voice, utt.text, 0, 0
+        else:
+            voice = cfg.voices[int(rng.integers(len(cfg.voices)))]
+            text = pick_text(voice, cfg.sentence_set, rng)
+            rate, pitch = int(rng.integers(150, 186)), int(rng.integers(30, 71))
         emotion = cfg.emotions[int(rng.integers(len(cfg.emotions)))]
         level = 0 if emotion == "neutral" else int(cfg.intensity_levels[int(rng.integers(len(cfg.intensity_levels)))])
-        utt = speak(text, voice, rate, pitch)
+        if cfg.speech != "real":
+            utt = speak(text, voice, rate, pitch)
         sr = utt.sample_rate
         n_total = n_total or int(round(cfg.seconds * sr))
         room = cfg.seconds - 0.05 - t
