@@ -28,7 +28,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from emotag_core.avatar.layer_motion import fit_layers, layer_theta, warp_layers
-    from emotag_core.avatar.plate import MaskRows, background_plate, torso_layer
+    from emotag_core.avatar.plate import MaskRows, background_plate, backdrop, torso_layer
     from emotag_core.io.frames import FrameStore
     from emotag_core.io.tables import TableReader, column_array
     from emotag_core.metrics.image import psnr
@@ -52,17 +52,13 @@ def main() -> None:
     layers, coef, info = fit_layers(store, masks, train, pose[train], ridge=a.ridge)
     t2 = time.perf_counter()
 
-    def over(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
-        al = rgba[..., 3:].astype(np.float32) / 255
-        return rgba[..., :3].astype(np.float32) * al + base.astype(np.float32) * (1 - al)
-
     S = plate.shape[0]
     lay = torch.from_numpy(layers).permute(0, 3, 1, 2).float() / 255
     lay = torch.cat([lay[:, :3] * lay[:, 3:], lay[:, 3:]], 1)
     base = torch.from_numpy(plate).permute(2, 0, 1)[None].float() / 255
     p_static, p_pose, p_frozen, strip = [], [], [], []
     frozen = store.get(int(train[-1])).astype(np.float32)
-    static_img = over(plate, static)
+    static_img = backdrop(plate, static).astype(np.float32)
     for k, r in enumerate(held):
         gt = store.get(int(r)).astype(np.float32)
         keep = masks.get(int(r)) != HEAD

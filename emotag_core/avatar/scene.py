@@ -201,11 +201,9 @@ class IdentityScene(nn.Module):
     def _backdrop(self, size: int) -> Tensor:
         import torch.nn.functional as F
 
-        if self.moving_layers:
-            from emotag_core.avatar.layer_motion import warp_layers
-
-            theta = self.motion[:, 6][None].reshape(1, -1, 2, 3)  # the bias: the warp at a zero pose
-            return warp_layers(self._base(size), self._layers(size), theta)
+        if self.moving_layers:  # the warp at a zero pose (the regression's bias)
+            zero = self.motion.new_zeros(1, 3)
+            return self.backdrop_at(size, zero, zero)
         img = self._base(self.plate.shape[-1])  # static layers: composited at the frame size, then resized
         for layer in self.torso.float() / 255.0:
             a = layer[None, 3:]

@@ -220,27 +220,17 @@ def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool, moti
         raise StageMissingError(f"the person masks of `{ix.identity}` (adapt.layers: true)", masks,
                                 f"dvc repro masks@{ix.identity}")
     rows = split.adapt_segment.rows(ix.index)
-    chw = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))  # noqa: E731  [..., H, W, C] -> [..., C, H, W]
-    if motion == "pose":
-        from emotag_core.avatar.layer_motion import fit_layers
-        from emotag_core.avatar.plate import MaskRows, background_plate
-        from emotag_core.io.frames import FrameStore
-
-        store = FrameStore(frames)
-        mrows = MaskRows(masks, store.keys)
+    pose = None
+    if motion == "pose":  # the rows' tracked head pose, which the layers follow
         from emotag_core.io.tables import column_array
 
         fl = TableReader(ix.tables["flame"], "flame").read(columns=["rot", "trans"])
         fr = np.asarray(ix.index.column("row_flame").to_numpy())[rows]
         pose = np.concatenate([column_array(fl, k)[fr] for k in ("rot", "trans")], 1)  # [N, 6]
-        plate, seen = background_plate(store, mrows, rows)
-        layers, coef, info = fit_layers(store, mrows, rows, pose)
-        scene.set_layers(chw(plate), chw(layers), torch.from_numpy(coef))
-        info = {"rows": len(rows), "plate_inpainted": round(float(1 - seen.mean()), 4), **info}
-        return {"mode": "plate+pose-layers", **info, "masks_digest": file_digest(masks)}
-    plate, torso, info = scene_layers(frames, masks, rows)
-    scene.set_layers(chw(plate), chw(torso))
-    return {"mode": "plate+torso", **info, "masks_digest": file_digest(masks)}
+    plate, layers, coef, info = scene_layers(frames, masks, rows, pose=pose)
+    chw = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))  # noqa: E731  [..., H, W, C] -> [..., C, H, W]
+    scene.set_layers(chw(plate), chw(layers), None if coef is None else torch.from_numpy(coef))
+    return {"mode": "plate+torso" if coef is None else "plate+pose-layers", **info, "masks_digest": file_digest(masks)}
 
 
 def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path, ckpt_dir: Path,
