@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -108,7 +109,7 @@ def stabilised_layer(frames: _Frames, masks: _Masks, rows: Sequence[int], labels
     feathered by `feather_px` (as `plate.torso_layer`)."""
     import cv2
 
-    from emotag_core.avatar.plate import _masked_median
+    from emotag_core.avatar.plate import _masked_median  # layer_motion builds on plate, never the reverse
 
     rows = [int(r) for r in rows]
     if not rows:
@@ -220,3 +221,26 @@ def fit_layers(frames: _Frames, masks: _Masks, rows: Sequence[int], pose: np.nda
     info = {"layers": ["neck+torso", "hair"], "pose_r2": [round(f.r2, 3) for f in fits],
             "max_shift_px": [round(x, 1) for x in span], "ecc_failed": [f.ecc_failed for f in fits]}
     return np.stack([f.rgba for f in fits]), np.stack([f.coef for f in fits]), info
+
+
+def scene_layers(frames_path: str | Path, masks_path: str | Path, rows: Sequence[int], max_frames: int = 64,
+                 pose: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """The background plate [H, W, 3] and the layers around the head (uint8) of one clip from its adaptation
+    `rows` only (frame-store rows), their motion, and a summary (rows used, fraction of the plate never seen, ...).
+
+    pose None: one static torso layer [1, H, W, 4] (hair, neck, torso) and motion None; pose [N, 6] (the rows'
+    tracked rot, trans): a neck+torso and a hair layer [2, H, W, 4] that follow the head pose, motion [2, 7, 6]
+    (`fit_layers`)."""
+    from emotag_core.avatar.plate import MaskRows, background_plate, torso_layer
+    from emotag_core.io.frames import FrameStore
+
+    store = FrameStore(frames_path)
+    masks = MaskRows(masks_path, store.keys)
+    plate, seen = background_plate(store, masks, rows, max_frames=max_frames)
+    info: dict[str, Any] = {"rows": len(rows), "plate_inpainted": round(float(1 - seen.mean()), 4)}
+    if pose is not None:
+        layers, motion, fit = fit_layers(store, masks, rows, pose)
+        return plate, layers, motion, {**info, **fit}
+    torso = torso_layer(store, masks, rows, max_frames=max_frames)
+    return plate, torso[None], None, {**info, "torso_cover": round(float((torso[..., 3] > 127).mean()), 4)}

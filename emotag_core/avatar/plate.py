@@ -127,26 +127,3 @@ class MaskRows:
         from emotag_core.teachers.segmentation import decode_labels
 
         return decode_labels(self._labels[int(i)].as_py())
-
-
-def scene_layers(frames_path: str | Path, masks_path: str | Path, rows: Sequence[int], max_frames: int = 64,
-                 pose: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """The background plate [H, W, 3] and the layers around the head (uint8) of one clip from its adaptation
-    `rows` only (frame-store rows), their motion, and a summary (rows used, fraction of the plate never seen, ...).
-
-    pose None: one static torso layer [1, H, W, 4] (hair, neck, torso) and motion None; pose [N, 6] (the rows'
-    tracked rot, trans): a neck+torso and a hair layer [2, H, W, 4] that follow the head pose, motion [2, 7, 6]
-    (`avatar.layer_motion.fit_layers`)."""
-    from emotag_core.io.frames import FrameStore
-
-    store = FrameStore(frames_path)
-    masks = MaskRows(masks_path, store.keys)
-    plate, seen = background_plate(store, masks, rows, max_frames=max_frames)
-    info: dict[str, Any] = {"rows": len(rows), "plate_inpainted": round(float(1 - seen.mean()), 4)}
-    if pose is not None:
-        from emotag_core.avatar.layer_motion import fit_layers
-
-        layers, motion, fit = fit_layers(store, masks, rows, pose)
-        return plate, layers, motion, {**info, **fit}
-    torso = torso_layer(store, masks, rows, max_frames=max_frames)
-    return plate, torso[None], None, {**info, "torso_cover": round(float((torso[..., 3] > 127).mean()), 4)}

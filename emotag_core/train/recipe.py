@@ -202,7 +202,7 @@ def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool, moti
 
     import torch
 
-    from emotag_core.avatar.plate import scene_layers
+    from emotag_core.avatar.layer_motion import scene_layers
     from emotag_core.errors import StageMissingError
     from emotag_core.io.tables import TableReader
     from emotag_core.train.data import file_digest
