@@ -159,7 +159,7 @@ class FramePoser:
         sc = self.scene
         K = sc.intrinsics(size, self.batch)
         r = maps(*rasterize_splats(posed.splats, self._view, K, size, sc.backend))
-        return sc.composite(r, size, out_size)["image"]  # the scene's own steps, as IdentityScene.render runs them
+        return sc.composite(r, size, out_size, rot, trans)["image"]  # the scene's own steps, as IdentityScene.render runs them
 
     def render(self, audio_win: Tensor, aus_win: Tensor, rot: Tensor, trans: Tensor, size: int) -> Tensor:
         """pose + draw: [B, W, D], [B, W, A], [B, 3], [B, 3] -> [B, 3, size, size]."""

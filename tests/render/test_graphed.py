@@ -237,23 +237,29 @@ def test_render_stage_graphed_matches_eager_on_cuda(tmp_path):
     assert np.abs(f_one.astype(int) - f_ref1.astype(int)).mean() < 0.05
 
 
-def _layers(scene, size: int = 512, seed: int = 4) -> None:
-    """A random plate and a torso layer on the lower third (as adapt's attach_layers gives)."""
+def _layers(scene, size: int = 512, seed: int = 4, moving: bool = False) -> None:
+    """A random plate and a torso layer on the lower third (as adapt's attach_layers gives); `moving`: the layer
+    follows the head pose (it shifts sideways with rot[1], `adapt.layer_motion: pose`)."""
     g = torch.Generator().manual_seed(seed)
     plate = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
     torso = torch.zeros(4, size, size, dtype=torch.uint8)
     torso[:3] = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
     torso[3, 2 * size // 3:] = 255
-    scene.set_layers(plate, torso)
+    motion = None
+    if moving:
+        motion = torch.zeros(1, 7, 6)
+        motion[0, 6] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+        motion[0, 1, 2] = 0.5
+    scene.set_layers(plate, torso, motion)
 
 
-def _layered_check(device: str, batch: int) -> None:
+def _layered_check(device: str, batch: int, moving: bool = False) -> None:
     """Eager Animator = GraphedAnimator (graph on CUDA, eager poser on the CPU) with the scene's layers, and
     away from the head the frames are the plate / torso at full resolution (not an upsampled raster)."""
     import numpy as np
 
     _, scene, grmn = _setup(device, n_gaussians=3000 if device == "cpu" else 20000)
-    _layers(scene)
+    _layers(scene, moving=moving)
     a, e, rot, trans, s = _inputs(grmn, batch, 7, device)
     args = [x.cpu().numpy() for x in (a, e, rot, trans)]
     ref = Animator(grmn, scene, s, size=512, device=device, raster_size=64)(*args)
@@ -265,11 +271,19 @@ def _layered_check(device: str, batch: int) -> None:
     torso = scene.torso[0, :3].permute(1, 2, 0).cpu().numpy().astype(int)
     # the top-left corner lies off the head: the plate itself, pixel for pixel (a 64 px raster upsampled would blur it)
     assert np.abs(ref.frames[0, :40, :40].astype(int) - plate[:40, :40]).max() <= 1
+    if moving:  # each frame's layer sits where its own pose puts it: not the zero-pose backdrop
+        still = (scene.backdrop(512)[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(int)
+        assert np.abs(ref.frames[0, -20:].astype(int) - still[-20:]).mean() > 10
+        return
     assert np.abs(ref.frames[0, -20:, :20].astype(int) - torso[-20:, :20]).max() <= 1
 
 
 def test_layered_scene_renders_the_plate_at_full_size_eager_and_poser():
     _layered_check("cpu", 2)
+
+
+def test_moving_layers_render_the_same_eager_and_through_the_poser():
+    _layered_check("cpu", 2, moving=True)
 
 
 @pytest.mark.gpu
@@ -281,7 +295,8 @@ def test_layered_scene_graphed_matches_eager_on_cuda():
     from pathlib import Path
 
     code = ("import torch; torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False\n"
-            "from tests.render.test_graphed import _layered_check; _layered_check('cuda', 4); print('LAYERED OK')")
+            "from tests.render.test_graphed import _layered_check; _layered_check('cuda', 4); "
+            "_layered_check('cuda', 4, moving=True); print('LAYERED OK')")
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0 and "LAYERED OK" in r.stdout, (r.stdout[-2000:], r.stderr[-4000:])

@@ -66,10 +66,35 @@ def _grads(mods) -> dict[str, torch.Tensor]:
             if p.grad is not None}
 
 
+def _moving_layers(scene) -> None:
+    """A plate and a layer over the lower half that shifts with rot[1] (`adapt.layer_motion: pose`)."""
+    g = torch.Generator().manual_seed(3)
+    plate = torch.randint(0, 256, (3, SIZE, SIZE), generator=g, dtype=torch.uint8)
+    layer = torch.randint(0, 256, (4, SIZE, SIZE), generator=g, dtype=torch.uint8)
+    layer[3, : SIZE // 2] = 0
+    motion = torch.zeros(1, 7, 6)
+    motion[0, 6] = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    motion[0, 1, 2] = 0.5
+    scene.set_layers(plate, layer, motion)
+
+
 @pytest.mark.parametrize("switches", list(SWITCHES))
 @pytest.mark.parametrize("static", [False, True])
 def test_graphed_step_matches_eager_losses_and_gradients(tmp_path, static, switches):
+    _step_parity(tmp_path, static, switches, moving=False)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_graphed_step_matches_eager_with_layers_that_follow_the_pose(tmp_path, static):
+    """The maps graph takes rot/trans when the scene's layers move with the head pose."""
+    _step_parity(tmp_path, static, "jaw3", moving=True)
+
+
+def _step_parity(tmp_path, static: bool, switches: str, moving: bool) -> None:
     ix, scene, grmn = _setup(tmp_path)
+    if moving:
+        _moving_layers(scene)
+        assert scene.moving_layers
     freeze_for_adaptation(grmn)
     grmn.eval()
     sw = LossSwitches(**SWITCHES[switches])
