@@ -15,7 +15,7 @@ from emotag_core.assets import asset_path, packaged_file
 from emotag_core.config import IngestConfig
 from emotag_core.errors import ConfigError, InputError
 from emotag_core.ingest import (FaceDetector, Track, background_motion, choose_track, clip_id_for, fixed_box,
-                                ingest_folder, link_tracks, merge_fragments, runs,
+                                ingest_folder, link_tracks, merge_fragments, merge_scales, runs,
                                 smooth_track)
 from emotag_core.io.audio import read_wav
 from emotag_core.io.frames import FrameStore
@@ -340,6 +340,34 @@ def test_fragments_of_one_face_are_merged_but_other_faces_are_not() -> None:
     assert len(tracks) == 3
     merged = merge_fragments(tracks)
     assert sorted(len(t.frames) for t in merged) == [5, 40]
+
+
+def test_merge_scales_joins_one_face_found_at_two_scales_and_keeps_the_large_scale() -> None:
+    """A portrait video's face is found at ~190 px on the whole frame and ~310 px on a tile (nested boxes, IoU
+    below NMS's threshold): two tracks with gaps. merge_scales fills the large one's gaps from the small one,
+    at the large one's scale; another person's face elsewhere stays its own track."""
+    rng = np.random.default_rng(0)
+    big, small, other = [], [], []
+    for f in range(0, 250, 5):
+        cx, cy = 540 + 30 * np.sin(f / 40), 700 + 10 * np.cos(f / 30)
+        small.append((f, np.array([cx - 96, cy - 96 + 20, cx + 96, cy + 96 + 20, 0.95])))
+        if (f // 50) % 2 == 0:  # the tile misses the face every other second
+            big.append((f, np.array([cx - 156, cy - 156, cx + 156, cy + 156, 0.8]) + rng.normal(0, 1, 5) * [1, 1, 1, 1, 0]))
+        other.append((f, np.array([100.0, 1500, 180, 1580, 0.9])))
+    dets = [(f, np.stack([b for g, b in big + small + other if g == f])) for f in range(0, 250, 5)]
+    tracks = merge_fragments(link_tracks(dets, max_gap=10))
+    assert len(tracks) == 3                                   # the large scale (rejoined across its gaps), the small, the other
+    merged = merge_scales(tracks)
+    assert len(merged) == 2
+    face = max(merged, key=lambda t: t.median_side)
+    assert face.frames == list(range(0, 250, 5))              # every sampled frame has the face now
+    b = np.stack(face.boxes)
+    side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    assert np.abs(side - 312).max() < 6                       # gaps filled at the large scale
+    for f, t in enumerate(face.frames):
+        cx, cy = 540 + 30 * np.sin(t / 40), 700 + 10 * np.cos(t / 30)
+        assert abs((b[f, 0] + b[f, 2]) / 2 - cx) < 3 and abs((b[f, 1] + b[f, 3]) / 2 - cy) < 3
+    assert merge_scales(merge_fragments(link_tracks([(f, d[-1:]) for f, d in dets], 10)))[0].frames == list(range(0, 250, 5))
 
 
 # ---------------------------------------------------------------------------------------------

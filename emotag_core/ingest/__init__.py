@@ -15,11 +15,12 @@ Only per-frame numbers (a few floats per frame) are held between the passes, nev
 from emotag_core.ingest.clips import (SIDECAR_SUFFIXES, ClipPlan, analyse_clip, check_background_motion, clip_id_for,
                                       find_media, frames_meta, write_clip)
 from emotag_core.ingest.faces import (FaceDetector, Track, background_motion, choose_track, crop_square, fixed_box,
-                                      format_ranges, gaussian_smooth, iou, link_tracks, merge_fragments, nms, runs,
+                                      format_ranges, gaussian_smooth, iou, link_tracks, merge_fragments, merge_scales, nms,
+                                      runs,
                                       smooth_track)
 from emotag_core.ingest.job import ingest_folder, materialize
 
 __all__ = ["SIDECAR_SUFFIXES", "ClipPlan", "FaceDetector", "Track", "analyse_clip", "background_motion",
            "check_background_motion", "choose_track", "clip_id_for", "crop_square", "find_media", "fixed_box",
            "format_ranges", "frames_meta", "gaussian_smooth", "ingest_folder", "iou", "link_tracks", "materialize",
-           "merge_fragments", "nms", "runs", "smooth_track", "write_clip"]
+           "merge_fragments", "merge_scales", "nms", "runs", "smooth_track", "write_clip"]

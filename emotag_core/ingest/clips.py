@@ -16,7 +16,8 @@ import numpy as np
 from emotag_core.config import IngestConfig
 from emotag_core.errors import InputError
 from emotag_core.ingest.faces import (FaceDetector, background_motion, choose_track, crop_square, fixed_box,
-                                      format_ranges, link_tracks, merge_fragments, runs, smooth_track)
+                                      format_ranges, link_tracks, merge_fragments, merge_scales, runs,
+                                      smooth_track)
 from emotag_core.io import audio as audio_io
 from emotag_core.io import video as video_io
 
@@ -157,7 +158,7 @@ def analyse_clip(path: str | Path, clip_id: str, cfg: IngestConfig, wav_out: str
 
     # faces: link, choose, smooth
     n_detect = len(detections)
-    tracks = merge_fragments(link_tracks(detections, max_gap=max(cfg.detect_every, int(round(fps))) * 2))
+    tracks = merge_scales(merge_fragments(link_tracks(detections, max_gap=max(cfg.detect_every, int(round(fps))) * 2)))
     track, face = choose_track(tracks, n_detect, cfg.face_index, fps, path)
     box, conf, found = smooth_track(track, n_video, cfg.detect_every, cfg.smooth_sigma_s * fps, cfg.box_scale)
     box, conf, found = box[:n], conf[:n], found[:n]

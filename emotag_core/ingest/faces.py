@@ -236,6 +236,49 @@ def merge_fragments(tracks: list[Track], max_dist: float = 2.0, max_size_ratio: 
     return out
 
 
+def _inter_over_min(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection area over the smaller box's area of two boxes [>=4] (x0, y0, x1, y1)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(max(w, 0.0) * max(h, 0.0) / max(small, 1e-9))
+
+
+def merge_scales(tracks: list[Track], min_overlap: float = 0.6, min_agree: float = 0.8,
+                 min_shared: int = 3) -> list[Track]:
+    """Join tracks of one face found at two scales. The whole frame and a tile (`FaceDetector.detect`) can give
+    nested boxes of one face whose IoU is below the NMS threshold (e.g. 192 vs 312 px in a portrait video), so
+    linking makes two tracks of it, each with gaps where its scale was missed. A smaller track whose boxes lie
+    inside a larger one's (intersection over the smaller area > `min_overlap` on `min_agree` of at least
+    `min_shared` frames both detected) fills the larger one's gaps, mapped to the larger one's scale and offset
+    (medians over the shared frames); the larger track keeps its own boxes."""
+    out: list[Track] = []
+    for t in sorted(tracks, key=lambda t: -t.median_side):
+        tb = dict(zip(t.frames, t.boxes))
+        for o in out:
+            ob = dict(zip(o.frames, o.boxes))
+            shared = sorted(set(ob) & set(tb))
+            if len(shared) < min_shared or np.mean([_inter_over_min(ob[f], tb[f]) > min_overlap
+                                                    for f in shared]) < min_agree:
+                continue
+            a, b = np.stack([ob[f] for f in shared]), np.stack([tb[f] for f in shared])  # [S, 5]
+            wa, ha, wb, hb = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+            sw, sh = np.median(wa / wb), np.median(ha / hb)  # size ratios large / small
+            dx = np.median(((a[:, 0] + a[:, 2]) - (b[:, 0] + b[:, 2])) / 2 / wb)  # centre offset, small sides
+            dy = np.median(((a[:, 1] + a[:, 3]) - (b[:, 1] + b[:, 3])) / 2 / hb)
+            for f in set(tb) - set(ob):
+                x0, y0, x1, y1, score = tb[f][:5]
+                w, h = x1 - x0, y1 - y0
+                cx, cy = (x0 + x1) / 2 + dx * w, (y0 + y1) / 2 + dy * h
+                ob[f] = np.array([cx - sw * w / 2, cy - sh * h / 2, cx + sw * w / 2, cy + sh * h / 2, score])
+            o.frames = sorted(ob)
+            o.boxes = [ob[f] for f in o.frames]
+            break
+        else:
+            out.append(Track(list(t.frames), list(t.boxes)))
+    return out
+
+
 def choose_track(tracks: list[Track], n_detect: int, face_index: int | None, fps: float,
                  where: Path) -> tuple[Track | None, dict[str, Any]]:
     """Pick the largest face among those that persist (detected on at least half as many sampled
