@@ -59,7 +59,7 @@ class Part:
 
     def __call__(self, done: int, total: int | None, **info: Any) -> None:
         self.done = max(self.done, self.start + int(done))
-        self.progress(self.done, self.total, **info, **self.fixed)
+        self.progress(self.done, self.total, **{**info, **self.fixed})
 
 
 def _fmt(info: dict[str, Any]) -> str:
