@@ -290,7 +290,7 @@ def main() -> None:
     cfg = LoopConfig(iters=a.pretrain_iters, static_iters=a.pretrain_static, lr=5e-4, image_size=a.size,
                      checkpoint_every=0, log_every=a.log_every, weight_decay=0.01)
     t0 = time.perf_counter()
-    pretrain(grmn, scenes, loader, cfg, LossSwitches(), device=dev, log=clock, progress=False)
+    pretrain(grmn, scenes, loader, cfg, LossSwitches(), device=dev, log=clock)
     pr = dict(clock.rates(a.skip), wall_s=time.perf_counter() - t0, iters=a.pretrain_iters, lr=5e-4,
               log_every=a.log_every, peak_gb=torch.cuda.max_memory_allocated() / 1e9 if dev == "cuda" else None)
     pr["it_per_s_joint"] = 1e3 / pr["joint_mean_ms"]
@@ -306,7 +306,7 @@ def main() -> None:
                          log_every=log_every, **kw)
         sync()
         t0 = time.perf_counter()
-        adapt(g, sc, "target", ld, cfg, LossSwitches(geo=True), device=dev, log=clock, progress=False)
+        adapt(g, sc, "target", ld, cfg, LossSwitches(geo=True), device=dev, log=clock)
         sync()
         out = dict(clock.rates(skip), wall_s=time.perf_counter() - t0, iters=iters, static_iters=static,
                    log_every=log_every, **kw)

@@ -181,15 +181,14 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     else:
         prior = Path(".work/pretrain/grmn.pt")
         _log(f"pretrain {p.pretrain.iters} it on {p.corpus}")
-        rec["pretrain"] = pretrain_run(p, Path("data/processed/_corpus"), prior.parent, Path(".work/ck/pretrain"), None,
-                                       progress=False, log=partial(JsonLinesLog, out / "pretrain.jsonl"))
+        rec["pretrain"] = pretrain_run(p, Path("data/processed/_corpus"), prior.parent, Path(".work/ck/pretrain"), None, log=partial(JsonLinesLog, out / "pretrain.jsonl"))
         _log(f"pretrain {rec['pretrain']['wall_s']:.1f} s")
     # 2. adapt (the adapt stage's split)
     ix = build_identity_index(identity, identity_tables(Path("data/processed") / identity))
     split = Split.from_config(p.adapt, None, ix.index, ix.meta["fps"])
     _log(f"adapt {p.adapt.iters} it: {split.describe()}")
     model = Path(".work/models") / identity
-    rec["adapt"] = adapt_run(p, ix, split, prior, model, Path(".work/ck") / identity, None, progress=False,
+    rec["adapt"] = adapt_run(p, ix, split, prior, model, Path(".work/ck") / identity, None,
                              log=partial(JsonLinesLog, out / "adapt.jsonl"))
     _log(f"adapt {rec['adapt']['wall_s']:.1f} s")
     (out / "metrics.json").write_text(json.dumps(rec, indent=1, default=str))  # partial: a call cut short keeps it

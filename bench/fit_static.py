@@ -180,7 +180,10 @@ def main() -> None:
         torch.cuda.synchronize()
     t1 = time.time()
     m_tr = head_masks(v_tr, head.faces, K[None].expand(len(v_tr), 3, 3), size)
-    res = fit_static(av, img_tr, v_tr, K, cfg, masks=m_tr)
+    from emotag_core.progress import RichProgress
+
+    with RichProgress("static fit", every_s=30) as bar:
+        res = fit_static(av, img_tr, v_tr, K, cfg, masks=m_tr, progress=bar)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_fit = time.time() - t1

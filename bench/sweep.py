@@ -206,7 +206,7 @@ def _train_and_score(run: Run, p: Any, folder: Path, models: Path, keep_preds: b
     a, device = p.adapt, p.pretrain.device  # a run may pin its own (pretrain.device=cpu)
     ckpts, curves = models / ".checkpoints", folder / "curves"
     summary = pretrain_run_indices(p, [index(i) for i in p.corpus], models / "pretrain", ckpts / "pretrain",
-                                   partial(JsonLinesLog, curves / "pretrain.jsonl"), progress=False)
+                                   partial(JsonLinesLog, curves / "pretrain.jsonl"))
     info: dict[str, Any] = {"run": run.name, "variant": run.variant, "seed": run.seed, "overrides": run.overrides,
                             "device": device, "device_name": torch.cuda.get_device_name() if device.startswith("cuda")
                             else f"cpu ({os.cpu_count()} cores)", "pretrain_s": summary["wall_s"],
@@ -215,7 +215,7 @@ def _train_and_score(run: Run, p: Any, folder: Path, models: Path, keep_preds: b
     for t in p.grmn_eval.targets:
         ix = index(t)
         split = Split.from_config(a, None, ix.index, ix.meta["fps"])  # the adapt stage's split
-        got = adapt_run(p, ix, split, models / "pretrain" / "grmn.pt", models / t, ckpts / t, None, progress=False,
+        got = adapt_run(p, ix, split, models / "pretrain" / "grmn.pt", models / t, ckpts / t, None,
                         log=partial(JsonLinesLog, curves / f"{t}.jsonl"))
         info["targets"][t] = {"adapt_s": got["wall_s"], "adapt_frames": got["train_frames"]}
         torch.set_num_threads(max(1, p.grmn_eval.threads))  # as the grmn_eval stage

@@ -12,7 +12,7 @@ from emotag_core.errors import StageMissingError
 from emotag_core.split import Split
 from emotag_core.train.data import build_identity_index
 from emotag_core.train.recipe import adapt_run, identity_tables
-from stages.common import DATA, PRETRAIN_MODELS, Paths, main_for, params, stage, sweep
+from stages.common import DATA, PRETRAIN_MODELS, Paths, main_for, params, progress_bar, stage, sweep
 
 CKPT_ROOT = DATA / "models" / ".checkpoints"
 
@@ -29,7 +29,8 @@ def main(identity: str) -> None:
         raise StageMissingError(f"the geometry table of `{identity}`", paths.table("geometry"), f"dvc repro geometry@{identity}")
     ix = build_identity_index(identity, tables)
     split = Split.from_config(p.adapt, None, ix.index, ix.meta["fps"])
-    adapt_run(p, ix, split, PRETRAIN_MODELS / "grmn.pt", paths.models, CKPT_ROOT / identity, paths.metrics_dir)
+    with progress_bar(f"adapt@{identity}") as bar:
+        adapt_run(p, ix, split, PRETRAIN_MODELS / "grmn.pt", paths.models, CKPT_ROOT / identity, paths.metrics_dir, bar)
 
 
 if __name__ == "__main__":

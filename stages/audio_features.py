@@ -4,7 +4,6 @@ The job is `emotag_core.teachers.audio.write_features` (rows follow the frame st
 """
 from __future__ import annotations
 
-from emotag_core.io.frames import FrameStore
 from emotag_core.teachers import audio
 from stages.common import Paths, main_for, need, params, progress_bar, stage, sweep
 
@@ -15,9 +14,8 @@ def main(identity: str) -> None:
     paths = Paths(identity)
     sweep(paths.processed)
     frames = need(paths.table("frames"), "the frame store", "ingest", identity)
-    with progress_bar(0, "audio_features") as bar:
-        task = bar.add_task("audio_features", total=len(FrameStore(frames)))
-        audio.write_features(frames, paths.audio, paths.table("audio_features"), p, lambda n: bar.advance(task, n))
+    with progress_bar(f"audio_features@{identity}") as bar:
+        audio.write_features(frames, paths.audio, paths.table("audio_features"), p, bar)
 
 
 if __name__ == "__main__":

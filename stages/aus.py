@@ -19,10 +19,8 @@ def main(identity: str) -> None:
         landmarks = need(paths.table("landmarks"), "the landmarks table", "landmarks", identity)
     elif p.backend in ("openface_csv", "pyfeat"):
         frames = need(paths.table("frames"), "the frame store", "ingest", identity)
-    with progress_bar(0, f"aus ({p.backend})") as bar:
-        task = bar.add_task("aus", total=None)
-        aus_run(frames, landmarks, paths.table("aus"), p,
-                lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar(f"aus@{identity} ({p.backend})") as bar:
+        aus_run(frames, landmarks, paths.table("aus"), p, bar)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any
 from emotag_core.config import Params, load_params
 from emotag_core.errors import EmotagError, StageMissingError
 from emotag_core.io.atomic import sweep_temps
+from emotag_core.progress import RichProgress
 
 ROOT = Path.cwd()
 DATA = Path("data")
@@ -104,12 +105,10 @@ def need(path: Path, what: str, stage_name: str, identity: str) -> Path:
     return path
 
 
-def progress_bar(total: int, label: str, enabled: bool = True):  # noqa: ANN201 - rich Progress
-    """A rich progress bar over `total` frames (disabled: a no-op bar)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} fr/s"),
-                    TimeRemainingColumn(), disable=not enabled, transient=False)
+def progress_bar(label: str) -> RichProgress:
+    """The progress a stage passes to its library job (`emotag_core.progress.Progress`): a rich bar on a
+    terminal, a plain line every 10 s in a log (dvc repro, CI). Use as `with progress_bar("x@id") as bar:`."""
+    return RichProgress(label)
 
 
 def stage(name: str) -> Callable[[Callable[..., Any]], Callable[..., int]]:

@@ -15,10 +15,8 @@ def main(identity: str) -> None:
     sweep(paths.processed)
     frames = need(paths.table("frames"), "the frame store", "ingest", identity)
     landmarks = need(paths.table("landmarks"), "the landmarks table", "landmarks", identity)
-    with progress_bar(0, f"emotion ({p.backend})") as bar:
-        task = bar.add_task("emotion", total=None)
-        emotion_run(frames, landmarks, paths.table("emotion"), p,
-                    lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar(f"emotion@{identity} ({p.backend})") as bar:
+        emotion_run(frames, landmarks, paths.table("emotion"), p, bar)
 
 
 if __name__ == "__main__":

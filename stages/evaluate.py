@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from emotag_core.metrics.evaluate import EvaluationPaths, Teachers, evaluate_run
 from emotag_core.render.jobs import TargetFiles
-from stages.common import Paths, main_for, need, params, source_dir, stage, sweep
+from stages.common import Paths, main_for, need, params, progress_bar, source_dir, stage, sweep
 
 
 @stage("evaluate")
@@ -25,8 +25,9 @@ def main(identity: str) -> None:
     files = TargetFiles(identity, paths.processed)
     out = EvaluationPaths(renders=paths.renders, source=source_dir(p, identity), models=paths.models,
                           metrics_json=paths.metrics_json, metrics_dir=paths.metrics_dir, report=paths.report)
-    evaluate_run(files, files.split(p.adapt, p.evaluate, p.ingest.fps), out, p.evaluate,
-                 Teachers(landmarks=p.landmarks, aus=p.aus, fps=p.ingest.fps))
+    with progress_bar(f"evaluate@{identity}") as bar:
+        evaluate_run(files, files.split(p.adapt, p.evaluate, p.ingest.fps), out, p.evaluate,
+                     Teachers(landmarks=p.landmarks, aus=p.aus, fps=p.ingest.fps), bar)
 
 
 if __name__ == "__main__":

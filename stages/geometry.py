@@ -25,10 +25,8 @@ def main(identity: str) -> None:
         flame = need(paths.table("flame"), "the FLAME track", "track", identity)
     elif cfg.backend == "sapiens":
         frames = need(paths.table("frames"), "the frame store", "ingest", identity)
-    with progress_bar(0, f"geometry ({cfg.backend})") as bar:
-        task = bar.add_task("geometry", total=None)
-        geometry_run(flame, frames, paths.table("geometry"), cfg, p.flame,
-                     lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar(f"geometry@{identity} ({cfg.backend})") as bar:
+        geometry_run(flame, frames, paths.table("geometry"), cfg, p.flame, bar)
 
 
 if __name__ == "__main__":

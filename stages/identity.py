@@ -15,11 +15,9 @@ def main(identity_id: str) -> None:
     sweep(paths.processed)
     for name, producer in (("frames", "ingest"), ("emotion", "emotion")):
         need(paths.table(name), f"the {name} table", producer, identity_id)
-    with progress_bar(0, "identity") as bar:
-        task = bar.add_task("identity", total=None)
+    with progress_bar(f"identity@{identity_id}") as bar:
         identity_run(paths.table("frames"), paths.table("emotion"), paths.table("identity"), p.identity,
-                     box_scale=p.ingest.box_scale,
-                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+                     box_scale=p.ingest.box_scale, progress=bar)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from emotag_core.ingest import ingest_folder
-from stages.common import Paths, main_for, params, source_dir, stage, sweep
+from stages.common import Paths, main_for, params, progress_bar, source_dir, stage, sweep
 
 
 @stage("ingest")
@@ -16,7 +16,8 @@ def main(identity: str) -> None:
     p = params()
     paths = Paths(identity)
     sweep(paths.processed)
-    ingest_folder(source_dir(p, identity), paths.table("frames"), paths.audio_dir, p.ingest)
+    with progress_bar(f"ingest@{identity}") as bar:
+        ingest_folder(source_dir(p, identity), paths.table("frames"), paths.audio_dir, p.ingest, progress=bar)
 
 
 if __name__ == "__main__":

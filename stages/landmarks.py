@@ -14,10 +14,8 @@ def main(identity: str) -> None:
     paths = Paths(identity)
     sweep(paths.processed)
     frames = need(paths.table("frames"), "the frame store", "ingest", identity)
-    with progress_bar(0, "landmarks") as bar:
-        task = bar.add_task("landmarks", total=None)
-        landmarks_run(frames, paths.table("landmarks"), p,
-                      lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar(f"landmarks@{identity}") as bar:
+        landmarks_run(frames, paths.table("landmarks"), p, bar)
 
 
 if __name__ == "__main__":

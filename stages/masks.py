@@ -7,7 +7,7 @@ The MediaPipe TFLite models come from `emotag fetch-assets`; a missing one fails
 from __future__ import annotations
 
 from emotag_core.teachers.segmentation import masks_run
-from stages.common import Paths, main_for, need, params, stage, sweep
+from stages.common import Paths, main_for, need, params, progress_bar, stage, sweep
 
 
 @stage("masks")
@@ -19,7 +19,8 @@ def main(identity: str) -> None:
     landmarks = need(paths.table("landmarks"), "the face landmarks", "landmarks", identity)
     flame = need(paths.table("flame"), "the FLAME track", "track", identity)
     overlay = paths.processed / "masks_overlay.mp4" if p.masks.overlay else None
-    res = masks_run(frames, landmarks, flame, paths.table("masks"), p.masks, p.flame, overlay)
+    with progress_bar(f"masks@{identity}") as bar:
+        res = masks_run(frames, landmarks, flame, paths.table("masks"), p.masks, p.flame, overlay, bar)
     frac = ", ".join(f"{k} {v:.2f}" for k, v in res["label_fraction"].items())
     print(f"masks@{identity}: {res['rows']} frames at {res['fps']:.1f} fr/s, pose in {res['pose_found']:.0%}; {frac}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from emotag_core.train.recipe import pretrain_run
-from stages.common import CORPUS_DIR, DATA, PRETRAIN_METRICS, PRETRAIN_MODELS, params, stage, sweep
+from stages.common import CORPUS_DIR, DATA, PRETRAIN_METRICS, PRETRAIN_MODELS, params, progress_bar, stage, sweep
 
 CKPT_ROOT = DATA / "models" / ".checkpoints"
 
@@ -17,7 +17,8 @@ CKPT_ROOT = DATA / "models" / ".checkpoints"
 @stage("pretrain")
 def main() -> None:
     sweep(PRETRAIN_MODELS, CKPT_ROOT)
-    pretrain_run(params(), CORPUS_DIR, PRETRAIN_MODELS, CKPT_ROOT / "pretrain", PRETRAIN_METRICS)
+    with progress_bar("pretrain") as bar:
+        pretrain_run(params(), CORPUS_DIR, PRETRAIN_MODELS, CKPT_ROOT / "pretrain", PRETRAIN_METRICS, bar)
 
 
 if __name__ == "__main__":

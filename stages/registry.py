@@ -150,37 +150,55 @@ def add_identity(videos: list[Path], identity: str, role: str, params_path: Path
     return dest
 
 
-# -- the DAG's corpus deps follow params `corpus`
+# -- the DAG's corpus deps follow params `corpus`; evaluate's source deps follow params `targets`
 def corpus_deps(corpus: list[str]) -> list[str]:
     """dvc.yaml deps of the `corpus` stage: each corpus identity's tables, as repo-relative paths."""
     return [Paths(i).table(t).as_posix() for i in corpus for t in corpus_tables()]
+
+
+def source_deps(params: dict) -> list[str]:
+    """dvc.yaml deps of `evaluate` on the targets' source folders (it reads their notes, e.g. dubbed audio, and
+    a synthetic target's `truth/`). DVC cannot interpolate `${identities.${item}.source}` inside a foreach, so
+    every target's folder is listed: a change in one re-evaluates every target."""
+    idents = params.get("identities") or {}
+    return list(dict.fromkeys(str(idents[t]["source"]) for t in params.get("targets") or [] if t in idents))
 
 
 def _is_identity_dep(dep: object) -> bool:
     return str(dep).startswith((DATA / "processed").as_posix() + "/")
 
 
+def _is_source_dep(dep: object) -> bool:
+    return "${" not in str(dep) and not str(dep).startswith(("stages/", "emotag_core/"))
+
+
+def _synced(dag: dict, params: dict) -> list[tuple[dict, list[str]]]:
+    """(the deps' holder, the deps it should have) for each stage whose deps follow params."""
+    st = dag.get("stages", {})
+    out = []
+    if "corpus" in st:
+        keep = [str(d) for d in st["corpus"].get("deps", []) if not _is_identity_dep(d)]
+        out.append((st["corpus"], keep + corpus_deps(list(params.get("corpus") or []))))
+    if "evaluate" in st:
+        body = st["evaluate"].get("do", st["evaluate"])
+        keep = [str(d) for d in body.get("deps", []) if not _is_source_dep(d)]
+        out.append((body, keep + source_deps(params)))
+    return out
+
+
 def sync_dag(params_path: Path = PARAMS, dvc_path: Path = DVC_YAML) -> bool:
-    """Rewrite the `corpus` stage's per-identity deps from params; returns True if changed."""
-    params = read_yaml(params_path)
+    """Rewrite the `corpus` stage's per-identity deps and `evaluate`'s source deps from params; True if changed."""
     dag = read_yaml(dvc_path)
-    stage = dag.get("stages", {}).get("corpus")
-    if stage is None:
-        return False
-    keep = [d for d in stage.get("deps", []) if not _is_identity_dep(d)]
-    want = keep + corpus_deps(list(params.get("corpus", [])))
-    if [str(d) for d in stage.get("deps", [])] == want:
-        return False
-    stage["deps"] = want
-    write_yaml(dvc_path, dag)
-    return True
+    changed = False
+    for holder, want in _synced(dag, read_yaml(params_path)):
+        if [str(d) for d in holder.get("deps", [])] != want:
+            holder["deps"], changed = want, True
+    if changed:
+        write_yaml(dvc_path, dag)
+    return changed
 
 
 def dag_in_sync(params_path: Path = PARAMS, dvc_path: Path = DVC_YAML) -> bool:
-    """Whether dvc.yaml's corpus deps are exactly what params `corpus` asks for."""
-    params = read_yaml(params_path)
-    stage = read_yaml(dvc_path).get("stages", {}).get("corpus")
-    if stage is None:
-        return True
-    have = [str(d) for d in stage.get("deps", []) if _is_identity_dep(d)]
-    return have == corpus_deps(list(params.get("corpus", [])))
+    """Whether dvc.yaml's corpus deps and evaluate's source deps are exactly what params asks for."""
+    return all([str(d) for d in holder.get("deps", [])] == want
+               for holder, want in _synced(read_yaml(dvc_path), read_yaml(params_path)))

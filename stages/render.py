@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from emotag_core.render.adapted import load_animator
 from emotag_core.render.jobs import feature_backend, render_identity
-from stages.common import Paths, main_for, need_adapted, params, stage, sweep, target_files
+from stages.common import Paths, main_for, need_adapted, params, progress_bar, stage, sweep, target_files
 
 
 @stage("render")
@@ -22,8 +22,9 @@ def main(identity: str) -> None:
     files = target_files(identity, paths, audio=not p.render.audio)
     split = files.split(p.adapt, None, p.ingest.fps)
     animator = load_animator(paths.models, p.flame, p.pretrain.rasterizer, p.render, p.ingest.size)
-    render_identity(files, split, animator, feature_backend(p.audio_features, p.ingest.fps),
-                    p.render, paths.renders, log=lambda s: print(s, flush=True))
+    with progress_bar(f"render@{identity}") as bar:
+        render_identity(files, split, animator, feature_backend(p.audio_features, p.ingest.fps),
+                        p.render, paths.renders, log=lambda s: print(s, flush=True), progress=bar)
 
 
 if __name__ == "__main__":

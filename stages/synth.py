@@ -25,9 +25,8 @@ def main(identity: str) -> None:
     for stale in out.parent.glob(f".tmp-{out.name}.*"):   # leftovers of a killed run of this id only
         shutil.rmtree(stale, ignore_errors=True)
     model = load_model(p.flame, cfg.device)
-    with progress_bar(0, f"synth {identity}") as bar:
-        task = bar.add_task("synth", total=None)
-        generate_identity(model, cfg, out, lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar(f"synth@{identity}") as bar:
+        generate_identity(model, cfg, out, bar)
 
 
 if __name__ == "__main__":

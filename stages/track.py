@@ -18,10 +18,9 @@ def main(identity: str) -> None:
     sweep(paths.processed)
     landmarks = need(paths.table("landmarks"), "the landmarks table", "landmarks", identity)
     frames = need(paths.table("frames"), "the frame store", "ingest", identity)
-    with progress_bar(0, "track") as bar:
-        task = bar.add_task("track", total=None)
+    with progress_bar(f"track@{identity}") as bar:
         stats = track_run(landmarks, frames, paths.table("flame"), paths.processed / "track_overlay.mp4",
-                          p.flame, p.track, lambda done, total: bar.update(task, completed=done, total=total))
+                          p.flame, p.track, bar)
     print(f"track@{identity}: {stats['frames']} frames in {stats['seconds']:.1f} s "
           f"({stats['fps']:.1f} frames/s)")
 

@@ -40,6 +40,14 @@ def test_every_identity_table_is_written_by_its_stage(dag):
                 assert str(out).rsplit("/", 1)[-1][:-8] in registry.IDENTITY_TABLES, out
 
 
+def test_evaluate_lists_every_target_s_source_folder(dag, repo_root):
+    """evaluate reads a target's source folder (notes, truth/): DVC must see it (synced by `emotag sync-dag`)."""
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    deps = [str(d) for d in dag["evaluate"]["do"]["deps"]]
+    assert registry.source_deps(params) == [params["identities"][t]["source"] for t in params["targets"]]
+    assert set(registry.source_deps(params)) <= set(deps)
+
+
 def test_corpus_tables_are_tables_of_an_identity():
     assert set(registry.corpus_tables()) <= set(registry.IDENTITY_TABLES)
     assert registry.corpus_deps(["a"])[0] == "data/processed/a/frames.parquet"
@@ -67,6 +75,9 @@ def test_register_identities_lists_and_syncs(tmp_path, repo_root):
     assert p.corpus.count("c1") == 1
     assert registry.dag_in_sync(tmp_path / "params.yaml", tmp_path / "dvc.yaml")
     assert "data/processed/c1/flame.parquet" in (tmp_path / "dvc.yaml").read_text()
+    ev = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]["evaluate"]["do"]["deps"]
+    assert ev[-2:] == ["data/sample", "data/raw/t1"]  # every target's source folder, after the stage's own deps
+    assert "stages/evaluate.py" in ev and "data/renders/${item}" in ev
     with pytest.raises(ConfigError, match="already exists"):
         registry.register_identities([("t1", "target")], tmp_path / "params.yaml", tmp_path / "dvc.yaml",
                                      exist_ok=False)

@@ -22,6 +22,7 @@ from emotag_core.avatar.cpu_raster import project
 from emotag_core.avatar.geometry import render_mesh_maps
 from emotag_core.avatar.rasterize import rasterize
 from emotag_core.errors import DivergenceError, InputError
+from emotag_core.progress import NO_PROGRESS, Progress
 
 
 @dataclass
@@ -143,13 +144,14 @@ def init_colors_from_frame(avatar: GaussianAvatar, frame: Tensor, verts: Tensor,
 
 
 def fit_static(avatar: GaussianAvatar, frames: Tensor, verts: Tensor, K: Tensor, cfg: StaticFitConfig,
-               masks: Tensor | None = None, progress: bool = True) -> StaticFitResult:
+               masks: Tensor | None = None, progress: Progress = NO_PROGRESS) -> StaticFitResult:
     """Fit the avatar's static appearance (and local geometry) to tracked frames.
 
     frames [T, H, W, 3] uint8 or float in [0, 1] (on the fitting device), verts [T, V, 3] tracked
     mesh in camera space, K [T, 3, 3] or [3, 3] intrinsics in crop pixels, masks [T, H, W] bool
     (tracked-mesh silhouettes; computed when None, used for the background's initial value).
     Returns the learned background and the loss curve; the avatar is updated in place.
+    progress(iteration, cfg.iters, loss=...) after each step.
     """
     T, H, W = frames.shape[:3]
     dev = verts.device
@@ -180,7 +182,6 @@ def fit_static(avatar: GaussianAvatar, frames: Tensor, verts: Tensor, K: Tensor,
     ], eps=1e-15)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
-    bar = _progress(cfg.iters, progress)
     for it in range(cfg.iters):
         idx = torch.randint(0, T, (min(cfg.batch_size, T),), generator=gen).to(dev)
         gt = _as_float(frames[idx])
@@ -193,12 +194,7 @@ def fit_static(avatar: GaussianAvatar, frames: Tensor, verts: Tensor, K: Tensor,
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            if it % 50 == 0:
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    if bar is not None:
-        bar.close()
+        progress(it + 1, cfg.iters, loss=losses[-1])
     return StaticFitResult(background=bg().detach(), losses=losses)
 
 
@@ -242,12 +238,3 @@ def render_frames(avatar: GaussianAvatar, background: Tensor, verts: Tensor, K: 
                     background=background[None], backend=backend, with_geometry=False)
     return out.color.clamp(0, 1)
 
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="static fit", leave=False)

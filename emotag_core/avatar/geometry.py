@@ -6,7 +6,6 @@ depth and normal checkpoints on the frames (the paper's choice; the user supplie
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +19,7 @@ from emotag_core.config import FlameConfig, GeometryConfig
 from emotag_core.errors import ConfigError, InputError, WeightsMissingError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableReader, TableWriter, column_array
+from emotag_core.progress import NO_PROGRESS, Progress
 
 
 def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
@@ -218,7 +218,6 @@ def decode_maps(depth_bytes: bytes, normal_bytes: bytes, size: int) -> tuple[Ten
 
 # -- the `geometry` job: one table per identity ---------------------------------------------------------
 VERSION = "1"
-Progress = Callable[[int, int], None]   # (frames done, total)
 
 
 def camera_K(meta: dict, frame_size: int) -> Tensor:
@@ -233,7 +232,7 @@ def camera_K(meta: dict, frame_size: int) -> Tensor:
 
 
 def run_flame(flame_path: Path, out_path: Path, cfg: GeometryConfig, flame_cfg: FlameConfig,
-              progress: Progress = lambda done, total: None) -> int:
+              progress: Progress = NO_PROGRESS) -> int:
     """Render the tracked mesh of every row of `flame.parquet` into depth/normal maps; rows written."""
     from emotag_core.flame import load_head_model
 
@@ -267,7 +266,7 @@ def run_flame(flame_path: Path, out_path: Path, cfg: GeometryConfig, flame_cfg: 
 
 
 def run_sapiens(frames_path: Path, out_path: Path, cfg: GeometryConfig,
-                progress: Progress = lambda done, total: None) -> int:
+                progress: Progress = NO_PROGRESS) -> int:
     """Sapiens depth and normals of every frame of the frame store; rows written."""
     teacher = SapiensGeometry(cfg.weights_path, cfg.normal_weights_path, cfg.size, device=cfg.device)
     store = FrameStore(frames_path)
@@ -286,7 +285,7 @@ def run_sapiens(frames_path: Path, out_path: Path, cfg: GeometryConfig,
 
 
 def geometry_run(flame_path: Path | None, frames_path: Path | None, out_path: Path, cfg: GeometryConfig,
-                 flame_cfg: FlameConfig, progress: Progress = lambda done, total: None) -> int:
+                 flame_cfg: FlameConfig, progress: Progress = NO_PROGRESS) -> int:
     """The `geometry` table of an identity (atomic) with backend `cfg.backend`; rows written.
 
     `flame` renders the tracked mesh of `flame_path` (the head model of `flame_cfg`); `sapiens` runs

@@ -21,6 +21,7 @@ from emotag_core.flame import load_head_model
 from emotag_core.flame.tracker import ClipTrack, Tracker
 from emotag_core.io.atomic import atomic_path
 from emotag_core.io.tables import TableWriter, column_array, read_table
+from emotag_core.progress import NO_PROGRESS, Progress
 
 BACKEND = "emotag-landmark-fit"
 BACKEND_VERSION = "1"
@@ -132,7 +133,7 @@ def write_overlay(video: Path, frames_path: Path, tracks: list[ClipTrack], lmk_b
 
 def track_run(landmarks_path: Path, frames_path: Path | None, out_table: Path, out_video: Path | None,
               fcfg: FlameConfig, tcfg: TrackConfig,
-              progress: Callable[[int, int], None] = lambda done, total: None) -> dict[str, float]:
+              progress: Progress = NO_PROGRESS) -> dict[str, float]:
     """Track every clip of an identity into `out_table` (and the overlay `out_video`), both atomic.
 
     frames_path: the frame store (photometric term when `tcfg.photo_weight > 0`, and the overlay's

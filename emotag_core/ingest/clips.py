@@ -26,7 +26,7 @@ log = logging.getLogger("emotag.ingest")
 # Files in a raw identity folder that are never media (metadata, notes).
 SIDECAR_SUFFIXES = {".yaml", ".yml", ".json", ".md", ".txt", ".csv", ".py", ".toml", ".dvc"}
 
-Progress = Callable[[int], None]
+Advance = Callable[[int], None]   # "n more frames done" (`emotag_core.progress.Steps` counts them)
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class ClipPlan:
 
 
 def analyse_clip(path: str | Path, clip_id: str, cfg: IngestConfig, wav_out: str | Path, detector: FaceDetector,
-                 progress: Progress | None = None) -> ClipPlan:
+                 progress: Advance | None = None) -> ClipPlan:
     """Pass 1 of one clip: probe, detect faces, decode audio to `wav_out`, choose and smooth the
     face box. Raises InputError (naming the file and why) for unusable input."""
     path = Path(path)
@@ -179,7 +179,7 @@ def analyse_clip(path: str | Path, clip_id: str, cfg: IngestConfig, wav_out: str
 
 
 def write_clip(plan: ClipPlan, cfg: IngestConfig, write: Callable[[dict[str, Any]], None],
-               progress: Progress | None = None) -> None:
+               progress: Advance | None = None) -> None:
     """Pass 2 of one clip: decode again, crop every output frame with its smoothed box, JPEG-encode,
     and hand `write` one row group (`cfg.row_group_frames` rows, `frames` table columns) at a time."""
     import cv2

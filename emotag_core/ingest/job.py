@@ -2,6 +2,7 @@
 frame store (`frames.parquet`) and one 16 kHz WAV per clip, written atomically (all clips or nothing)."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import tempfile
 import time
@@ -15,15 +16,20 @@ from emotag_core.ingest.faces import FaceDetector
 from emotag_core.io.atomic import atomic_dir
 from emotag_core.io.tables import TableWriter
 from emotag_core.io.video import probe
+from emotag_core.progress import NO_PROGRESS, Progress, Steps
+
+log = logging.getLogger("emotag.ingest")
 
 
 def ingest_folder(source: str | Path, frames_path: str | Path, audio_dir: str | Path, cfg: IngestConfig,
-                  detector_model: str | Path | None = None, quiet: bool = False) -> list[ClipPlan]:
-    """Ingest every video in `source` into one frame store and one WAV per clip (atomic)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+                  detector_model: str | Path | None = None, quiet: bool = False,
+                  progress: Progress = NO_PROGRESS) -> list[ClipPlan]:
+    """Ingest every video in `source` into one frame store and one WAV per clip (atomic).
 
-    console = Console(stderr=True, quiet=quiet)
+    progress(frames, total, phase=detect|crop, clip=id) counts each frame twice (face detection, then cropping);
+    the total is estimated from the containers' durations until detection has counted the frames. A summary
+    goes to the `emotag.ingest` log (not with `quiet`).
+    """
     manifest = read_manifest(Path(source))
     if manifest is None:
         videos = find_media(source)
@@ -38,34 +44,33 @@ def ingest_folder(source: str | Path, frames_path: str | Path, audio_dir: str | 
     t0 = time.perf_counter()
     Path(frames_path).parent.mkdir(parents=True, exist_ok=True)  # scratch beside the outputs: swept after a kill
     with tempfile.TemporaryDirectory(prefix=".tmp-clips-", dir=Path(frames_path).parent) as scratch, \
-            FaceDetector(detector_model) as det, atomic_dir(audio_dir) as audio_tmp, Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, transient=True, disable=quiet) as bar:
+            FaceDetector(detector_model) as det, atomic_dir(audio_dir) as audio_tmp:
         plans: list[ClipPlan] = []
         if manifest is not None:
             videos = [materialize(c, Path(scratch)) for c in manifest]
+        infos = [probe(v) for v in videos]  # fails fast on an unreadable file; gives the count its length
+        est = [int(i.duration_s * cfg.fps) if i.duration_s else None for i in infos]
+        steps = Steps(progress, 2 * sum(est) if None not in est else None, phase="detect")
         for v, cid in zip(videos, ids):
-            info = probe(v)  # fails fast on an unreadable file; gives the bar its length
-            est = int(info.duration_s * cfg.fps) if info.duration_s else None
-            task = bar.add_task(f"detect {cid}", total=est)
-            plans.append(analyse_clip(v, cid, cfg, Path(audio_tmp) / f"{cid}.wav", det,
-                                      progress=lambda k, task=task: bar.advance(task, k)))
-            bar.update(task, visible=False)
+            steps.info["clip"] = cid
+            plans.append(analyse_clip(v, cid, cfg, Path(audio_tmp) / f"{cid}.wav", det, progress=steps))
+        steps.total, steps.info["phase"] = steps.done + sum(p.n for p in plans), "crop"
         meta = frames_meta(plans, cfg, det)
         if labels:
             meta["clip_labels"] = labels
         with TableWriter(frames_path, "frames", meta, row_group_size=cfg.row_group_frames) as w:
             for plan in plans:
-                task = bar.add_task(f"crop   {plan.clip_id}", total=plan.n)
-                write_clip(plan, cfg, w.write, progress=lambda k, task=task: bar.advance(task, k))
-                bar.update(task, visible=False)
+                steps.info["clip"] = plan.clip_id
+                write_clip(plan, cfg, w.write, progress=steps)
+        steps.finish()
     dt = time.perf_counter() - t0
     total = sum(p.n for p in plans)
-    for p in plans:
-        console.print(f"ingest {p.summary()}", highlight=False)
-    found = sum(int(p.face_found.sum()) for p in plans)
-    console.print(f"ingest: {len(plans)} clip(s), {total} frames at {cfg.fps:g} fps, {cfg.size}x{cfg.size}, "
-                  f"face in {100 * found / max(total, 1):.0f}%, {total / max(dt, 1e-9):.0f} frames/s", highlight=False)
+    if not quiet:
+        for p in plans:
+            log.info("ingest %s", p.summary())
+        found = sum(int(p.face_found.sum()) for p in plans)
+        log.info("ingest: %d clip(s), %d frames at %g fps, %dx%d, face in %.0f%%, %.0f frames/s", len(plans), total,
+                 cfg.fps, cfg.size, cfg.size, 100 * found / max(total, 1), total / max(dt, 1e-9))
     return plans
 
 

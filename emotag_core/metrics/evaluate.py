@@ -33,6 +33,7 @@ from emotag_core.metrics.image import psnr, ssim, ssim_and_masked
 from emotag_core.metrics.motion import aue, lmd, mouth_opening
 from emotag_core.metrics.summary import KEYS, REPORT_KEYS, MetricsRecord
 from emotag_core.metrics.sync import av_offset, frame_energy
+from emotag_core.progress import NO_PROGRESS, Part, Progress
 from emotag_core.render.jobs import TargetFiles, clip_rows
 from emotag_core.split import Split
 
@@ -151,7 +152,7 @@ def syncnet_of(scorer: Any, frames: list[np.ndarray], wave: np.ndarray, landmark
     if landmarks is not None and found is not None and np.any(found[:len(frames)]):
         boxes, crop = crop_boxes(landmarks[:len(frames)], found[:len(frames)]), "face box from landmarks"
     try:
-        r = scorer(frames, wave, boxes, progress=True)
+        r = scorer(frames, wave, boxes)
     except ValueError as exc:
         return {"sync_c": None, "sync_e": None, "reason": str(exc)}
     return {"sync_c": r.sync_c, "sync_e": r.sync_e, "syncnet_offset_frames": r.offset_frames,
@@ -368,13 +369,13 @@ def _mouth(st: _State, wave: np.ndarray, valid: np.ndarray, fps: float) -> None:
 
 
 def _ood_audio(st: _State, renders: dict[str, Any], out: EvaluationPaths, evaluate: Any, teachers: Teachers,
-               scorer: Any) -> None:
-    """Lip-sync of every render but the held-out one."""
+               scorer: Any, progress: Progress) -> None:
+    """Lip-sync of every render but the held-out one; progress(renders scored, their count, render=name)."""
     teacher, why = landmark_teacher(teachers.landmarks, teachers.fps)
     ood: dict[str, Any] = {}
-    for name, r in renders["renders"].items():
-        if name == "heldout":
-            continue
+    others = [(name, r) for name, r in renders["renders"].items() if name != "heldout"]
+    for k, (name, r) in enumerate(others):
+        progress(k, len(others), render=name)
         mp4 = out.renders / f"{name}.mp4"
         if teacher is None and scorer is None:
             ood[name] = {"kind": r["kind"], "reason": why}
@@ -479,11 +480,12 @@ def _write(st: _State, metrics: dict[str, Any], split: Split, store: Any, render
 
 
 def evaluate_run(files: TargetFiles, split: Split, out: EvaluationPaths, evaluate: Any,
-                 teachers: Teachers) -> dict[str, Any]:
+                 teachers: Teachers, progress: Progress = NO_PROGRESS) -> dict[str, Any]:
     """Evaluate a target identity's renders (module doc) -> the metrics dict, also written to `out`.
 
     files: the identity's tables (frames, landmarks) and audio; split: its adaptation / held-out split
     (the same one its renders used); evaluate: the `EvaluateConfig`; teachers: detector configs + fps.
+    progress(steps done, steps, step=...): the held-out render, each other render, the report.
     """
     from emotag_core.io.frames import FrameStore
 
@@ -496,8 +498,12 @@ def evaluate_run(files: TargetFiles, split: Split, out: EvaluationPaths, evaluat
         notes.append(f"dubbed_audio: {dub}")
     scorer, sync_reason = syncnet_scorer(evaluate)
     store = FrameStore(files.table("frames"))
+    total = sum(name != "heldout" for name in renders["renders"]) + 2
+    progress(0, total, step="heldout")
     _self_reconstruction(st, files, split, store, renders, out, evaluate, teachers, scorer)
-    _ood_audio(st, renders, out, evaluate, teachers, scorer)
+    _ood_audio(st, renders, out, evaluate, teachers, scorer, Part(progress, 1, total, step="audio"))
     metrics = _headline(st, renders, out, files.identity, scorer, sync_reason, lip_flag)
+    progress(total - 1, total, step="report")
     _write(st, metrics, split, store, renders, out, evaluate, files.identity, notes)
+    progress(total, total, step="report")
     return metrics

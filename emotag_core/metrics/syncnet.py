@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emotag_core.errors import InputError, WeightsMissingError
+from emotag_core.progress import NO_PROGRESS, Progress
 
 SAMPLE_RATE = 16000
 FPS = 25.0
@@ -240,11 +241,11 @@ def face_crops(frames: np.ndarray | list[np.ndarray], boxes: np.ndarray | None =
 
 @torch.no_grad()
 def embed(model: SyncNetV2, crops: Tensor, mfccs: np.ndarray, batch_size: int = 16,
-          progress: bool = False) -> tuple[Tensor, Tensor]:
+          progress: Progress = NO_PROGRESS) -> tuple[Tensor, Tensor]:
     """Per-window embeddings. crops [T, 3, 224, 224] uint8 BGR, mfccs [13, M] -> video, audio [N, 1024].
 
     Window i covers video frames i..i+4 and MFCC steps 4i..4i+19; N = min(T, audio frames) - 5 as
-    in the release (audio and video are cut to the shorter).
+    in the release (audio and video are cut to the shorter). progress(windows done, N).
     """
     dev = next(model.parameters()).device
     audio_frames = (mfccs.shape[1] + 1) // MFCC_PER_FRAME  # = floor(samples / 640) for >= 25 ms of audio
@@ -254,25 +255,13 @@ def embed(model: SyncNetV2, crops: Tensor, mfccs: np.ndarray, batch_size: int = 
         raise ValueError(f"SyncNet needs at least {WINDOW_FRAMES + 1} frames of video and audio, got {T}")
     cc = torch.as_tensor(mfccs, dtype=torch.float32)
     vs, aus = [], []
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        task = bar.add_task("SyncNet", total=n)
-        bar.start()
-    try:
-        for s in range(0, n, batch_size):
-            idx = range(s, min(n, s + batch_size))
-            lip = torch.stack([crops[i:i + WINDOW_FRAMES].transpose(0, 1) for i in idx]).float()  # [B, 3, 5, 224, 224]
-            aud = torch.stack([cc[:, MFCC_PER_FRAME * i:MFCC_PER_FRAME * i + MFCC_WINDOW] for i in idx])[:, None]
-            vs.append(model.forward_lip(lip.to(dev)).float().cpu())
-            aus.append(model.forward_aud(aud.to(dev)).float().cpu())
-            if bar is not None:
-                bar.advance(task, len(idx))
-    finally:
-        if bar is not None:
-            bar.stop()
+    for s in range(0, n, batch_size):
+        idx = range(s, min(n, s + batch_size))
+        lip = torch.stack([crops[i:i + WINDOW_FRAMES].transpose(0, 1) for i in idx]).float()  # [B, 3, 5, 224, 224]
+        aud = torch.stack([cc[:, MFCC_PER_FRAME * i:MFCC_PER_FRAME * i + MFCC_WINDOW] for i in idx])[:, None]
+        vs.append(model.forward_lip(lip.to(dev)).float().cpu())
+        aus.append(model.forward_aud(aud.to(dev)).float().cpu())
+        progress(idx.stop, n)
     return torch.cat(vs), torch.cat(aus)
 
 
@@ -322,7 +311,7 @@ class SyncNetScorer:
         self.batch_size = int(batch_size)
 
     def __call__(self, frames: np.ndarray | list[np.ndarray], wave: np.ndarray, boxes: np.ndarray | None = None,
-                 sample_rate: int = SAMPLE_RATE, progress: bool = False) -> SyncScores:
+                 sample_rate: int = SAMPLE_RATE, progress: Progress = NO_PROGRESS) -> SyncScores:
         """frames [T, H, W, 3] uint8 RGB at 25 fps, wave [S] float at 16 kHz, boxes [T, 4] or None."""
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"SyncNet takes 16 kHz audio, got {sample_rate} Hz")

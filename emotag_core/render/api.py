@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from emotag_core.progress import NO_PROGRESS, Progress, Steps
 from emotag_core.render.audio import frame_blocks, iter_samples, probe_duration
 from emotag_core.render.driver import Animator, CueTrack, RenderTrace, animate_stream, paced
 from emotag_core.render.video import Mp4Writer
@@ -22,35 +23,26 @@ def _blocks(audio: str | Path | Iterable[np.ndarray], fps: float) -> Iterable[np
 
 def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], out: str | Path, features: Any,
                   cues: CueTrack, fps: float = 25.0, batch_size: int = 8, feature_context: int = 4,
-                  progress: bool = True, on_frame: Callable[[int, np.ndarray], None] | None = None) -> RenderTrace:
+                  progress: Progress = NO_PROGRESS, on_frame: Callable[[int, np.ndarray], None] | None = None) -> RenderTrace:
     """Render `audio` (a file of any common format, or float32 16 kHz blocks) to an H.264/AAC mp4.
 
     Frames stream into the encoder as they are made; `out` appears only when complete.
+    progress(frames written, frames the audio's duration gives (None when unknown)); the last call has the count.
     """
     total = None
     if isinstance(audio, (str, Path)):
         d = probe_duration(audio)
         total = None if d is None else int(np.ceil(d * fps))
-    bar, task = None, None
-    if progress:
-        from rich.progress import Progress
+    steps = Steps(progress, total)
+    with Mp4Writer(out, fps=fps, size=(animator.size, animator.size), sample_rate=SAMPLE_RATE) as w:
+        def sink(t: int, frame: np.ndarray, samples: np.ndarray) -> None:
+            w.write(frame, samples)
+            if on_frame is not None:
+                on_frame(t, frame)
 
-        bar = Progress(transient=True)
-        task = bar.add_task(f"render {Path(out).name}", total=total)
-        bar.start()
-    try:
-        with Mp4Writer(out, fps=fps, size=(animator.size, animator.size), sample_rate=SAMPLE_RATE) as w:
-            def sink(t: int, frame: np.ndarray, samples: np.ndarray) -> None:
-                w.write(frame, samples)
-                if on_frame is not None:
-                    on_frame(t, frame)
-
-            trace = animate_stream(animator, _blocks(audio, fps), features, cues, sink, batch_size=batch_size,
-                                   fps=fps, feature_context=feature_context,
-                                   progress=(lambda n: bar.advance(task, n)) if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.stop()
+        trace = animate_stream(animator, _blocks(audio, fps), features, cues, sink, batch_size=batch_size,
+                               fps=fps, feature_context=feature_context, progress=steps)
+    steps.finish()
     return trace
 
 

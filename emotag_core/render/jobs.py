@@ -22,6 +22,7 @@ import numpy as np
 from emotag_core.errors import InputError
 from emotag_core.io.atomic import atomic_dir
 from emotag_core.io.tables import UPPER_AUS, TableReader, column_array
+from emotag_core.progress import NO_PROGRESS, Part, Progress
 from emotag_core.render.driver import Animator, CueTrack, RenderTrace
 from emotag_core.split import Split
 
@@ -192,10 +193,12 @@ def render_oracle(files: TargetFiles, split: Split, animator: Animator, out: Pat
 
 
 def render_identity(files: TargetFiles, split: Split, animator: Animator, features: Any, render: Any,
-                    out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+                    out: Path, log: Callable[[str], None] = print,
+                    progress: Progress = NO_PROGRESS) -> dict[str, Any]:
     """Every render of `plan_renders` into the folder `out` (replaced atomically) -> the render.json record.
 
     features: the audio feature backend the identity's GRMN was trained with; render: the `RenderConfig`.
+    progress(frames of all renders so far, None, render=name); the last call is (frames, frames).
     """
     from emotag_core.io.tables import EMOTION_LABELS
     from emotag_core.render.adapted import animator_kind
@@ -210,9 +213,12 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
     out.parent.mkdir(parents=True, exist_ok=True)  # scratch as a `.tmp-` sibling: swept after a kill
     with tempfile.TemporaryDirectory(prefix=".tmp-render-scratch-", dir=out.parent) as scratch, \
             atomic_dir(out) as tmp:
+        done = 0
         for job in plan_renders(files, split, render, Path(scratch), log):
+            part = Part(progress, done, render=job.name)
             trace = render_to_mp4(animator, job.audio(), Path(tmp) / f"{job.name}.mp4", features, job.cues(),
-                                  fps=fps, batch_size=render.batch_size)
+                                  fps=fps, batch_size=render.batch_size, progress=part)
+            done = part.done
             log(f"render@{files.identity}: {job.name}.mp4  {trace.n_frames} frames, {trace.fps:.1f} FPS; "
                 f"{trace.cue_note}")
             record["renders"][job.name] = trace_record(job, trace)
@@ -221,6 +227,8 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
             record["oracle"] = {"frames": n, "note": "held-out frames from the tracked expression, jaw and pose "
                                                      "(the adapted appearance without the audio-driven motion)"}
             log(f"render@{files.identity}: oracle.mp4  {n} frames (tracked expression/jaw/pose)")
+            done += n
+        progress(done, done)
         (Path(tmp) / "render.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from emotag_core.config import FlameConfig, SynthConfig, from_dict, to_dict
 from emotag_core.errors import EmotagError
 from emotag_core.io.atomic import atomic_dir
+from emotag_core.progress import NO_PROGRESS, Progress
 
 
 def identity_config(synth: SynthConfig, options: dict | None, identity: str) -> SynthConfig:
@@ -35,7 +35,7 @@ def load_model(flame: FlameConfig, device: str) -> Any:
 
 
 def generate_identity(model: Any, cfg: SynthConfig, out_dir: Path,
-                      progress: Callable[[int, int], None] = lambda done, total: None) -> list[Path]:
+                      progress: Progress = NO_PROGRESS) -> list[Path]:
     """Write every clip of one identity into `out_dir` (atomically, as one folder); the clip videos.
 
     model: a HeadModel (`load_model`); progress(frames rendered, frames of all clips).

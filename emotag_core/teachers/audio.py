@@ -27,6 +27,7 @@ import numpy as np
 
 from emotag_core.config import AudioFeaturesConfig
 from emotag_core.errors import ConfigError, InputError, WeightsMissingError
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.teachers import Backend, WeightsStatus, no_weights, register_backend
 from emotag_core.teachers.whisper import WhisperFeatures
 from emotag_core.teachers.whisper import locate as _locate_whisper
@@ -359,10 +360,10 @@ def load(backend: str, cfg: AudioFeaturesConfig, fps: float = 25.0) -> AudioFeat
 
 
 def write_features(frames_path: str | Path, audio_for: Callable[[str], Path], out_path: str | Path,
-                   cfg: AudioFeaturesConfig, on_rows: Callable[[int], None] | None = None) -> int:
+                   cfg: AudioFeaturesConfig, progress: Progress = NO_PROGRESS) -> int:
     """Features of every frame of a frame store, from each clip's 16 kHz wav, into `out_path` (atomic).
 
-    Rows follow the frame store exactly (same clips, same frames, same order); `on_rows(n)` after each clip.
+    Rows follow the frame store exactly (same clips, same frames, same order); progress(rows, total) per clip.
     Returns rows written. The backend loads (and fails on missing weights) before any clip is read.
     """
     from emotag_core.io.frames import FrameStore
@@ -411,8 +412,7 @@ def write_features(frames_path: str | Path, audio_for: Callable[[str], Path], ou
                 raise InputError(wavs[clip], f"{teacher.name} features of clip `{clip}` are not finite",
                                  "replace the audio or use another audio_features.backend")
             out.write({"clip_id": clip_col[rows], "frame": frames.astype(np.int32), "feature": feats[frames]})
-            if on_rows is not None:
-                on_rows(len(rows))
+            progress(out.rows, len(clip_col))
         return out.rows
 
 

@@ -37,7 +37,6 @@ Calibration of the `mediapipe` backend to the 0-5 scale (documented, checked in 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ import pyarrow as pa
 from emotag_core.errors import InputError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import OPENFACE_AUS, TableReader, TableWriter, column_array
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.teachers import Backend, WeightsStatus, no_weights, register_backend
 
 SCALE = "openface_0_5"
@@ -363,7 +363,6 @@ def load(backend: str, cfg: Any = None) -> Any:
 
 
 # -- the `aus` job: one table per identity --------------------------------------------------------------
-Progress = Callable[[int, int], None]   # (frames done, total)
 
 
 def _meta(fps: float, size: int, teacher: Any, available: tuple[str, ...]) -> dict:
@@ -372,7 +371,7 @@ def _meta(fps: float, size: int, teacher: Any, available: tuple[str, ...]) -> di
 
 
 def run_mediapipe(landmarks_path: Path, out_path: Path, cfg: Any,
-                  progress: Progress = lambda done, total: None) -> int:
+                  progress: Progress = NO_PROGRESS) -> int:
     """AUs from the landmarks table: stream raw activations, calibrate per clip, write atomically; rows written."""
     teacher = MediapipeAus(cfg)
     reader = TableReader(landmarks_path, "landmarks")
@@ -404,7 +403,7 @@ def run_mediapipe(landmarks_path: Path, out_path: Path, cfg: Any,
 
 
 def run_openface_csv(frames_path: Path, out_path: Path, cfg: Any,
-                     progress: Progress = lambda done, total: None) -> int:
+                     progress: Progress = NO_PROGRESS) -> int:
     """AUs imported from `<csv_dir>/<clip_id>.csv`, aligned to the frame store's frames; rows written."""
     teacher = OpenFaceCsvAus(cfg)
     store = FrameStore(frames_path)
@@ -424,7 +423,7 @@ def run_openface_csv(frames_path: Path, out_path: Path, cfg: Any,
         return out.rows
 
 
-def run_pyfeat(frames_path: Path, out_path: Path, cfg: Any, progress: Progress = lambda done, total: None) -> int:
+def run_pyfeat(frames_path: Path, out_path: Path, cfg: Any, progress: Progress = NO_PROGRESS) -> int:
     """AUs of every frame through py-feat's detector; rows written."""
     teacher = PyFeatAus(cfg)  # WeightsMissingError before any work
     store = FrameStore(frames_path)
@@ -440,7 +439,7 @@ def run_pyfeat(frames_path: Path, out_path: Path, cfg: Any, progress: Progress =
 
 
 def aus_run(frames_path: Path | None, landmarks_path: Path | None, out_path: Path, cfg: Any,
-            progress: Progress = lambda done, total: None) -> int:
+            progress: Progress = NO_PROGRESS) -> int:
     """The `aus` table of an identity (atomic) with backend `cfg.backend` (`AusConfig`); rows written.
 
     `mediapipe` reads `landmarks_path`, `openface_csv` and `pyfeat` read the frame store `frames_path`;

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 from emotag_core.errors import InputError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import EMOTION_LABELS, TableReader, TableWriter
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.teachers import Backend, WeightsStatus, file_status, register_backend
 
 LABELS = EMOTION_LABELS  # angry, disgust, fear, happy, sad, surprise, neutral (DeepFace order)
@@ -370,7 +370,7 @@ def load(backend: str, cfg: Any = None) -> Any:
 
 
 def emotion_run(frames_path: Path, landmarks_path: Path, out_path: Path, cfg: Any,
-                progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+                progress: Progress = NO_PROGRESS) -> int:
     """Emotion distribution + score (Eq. 9) of every frame into `out_path` (atomic); rows written.
 
     cfg: `EmotionConfig`. Face crops come from the landmarks table, which must hold the frame store's

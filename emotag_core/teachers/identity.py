@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +29,7 @@ from emotag_core.config import IdentityConfig
 from emotag_core.errors import ConfigError, InputError, SchemaError, WeightsMissingError
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import EMOTION_LABELS, TableWriter, column_array, read_table
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.teachers import Backend, WeightsStatus, register_backend
 
 DLIB_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -385,7 +385,7 @@ def neutral_scores(emotion_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def identity_run(frames_path: Path, emotion_path: Path, out_path: Path, cfg: IdentityConfig, box_scale: float = 1.8,
-                 batch_size: int = 16, progress: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
+                 batch_size: int = 16, progress: Progress = NO_PROGRESS) -> np.ndarray:
     """Embed the top-k neutral frames, write the `identity` table (atomic); returns s [D].
 
     box_scale: the ingest crop's box scale (the face is its central 1 / box_scale). progress(faces done, k).

@@ -17,7 +17,6 @@ The `landmarks` job is `landmarks_run` (the DVC stage `landmarks@<id>` is a thin
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from emotag_core.io.frames import FrameStore
 from emotag_core.io.tables import TableWriter
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.teachers import Backend, WeightsStatus, file_status, register_backend
 
 N_LANDMARKS = 478
@@ -215,7 +215,7 @@ def face_boxes(landmarks: np.ndarray, face_found: np.ndarray, size: int, scale: 
 
 
 def landmarks_run(frames_path: Path, out_path: Path, cfg: Any,
-                  progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+                  progress: Progress = NO_PROGRESS) -> int:
     """Landmarks of every frame of a frame store into `out_path` (atomic, `LandmarksConfig` cfg); rows written.
 
     The backend's weights are checked before the frame store is opened. progress(frames done, total).

@@ -19,7 +19,6 @@ shoulders' line (neck above, torso below). `masks_run` is the library job behind
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from emotag_core.errors import InputError, WeightsMissingError
+from emotag_core.progress import NO_PROGRESS, Progress
 
 BACKEND = "mediapipe-legacy-tflite"
 BACKEND_VERSION = "0.10.21+1"
@@ -384,7 +384,7 @@ class MaskStore:
 
 
 def masks_run(frames_path: Path, landmarks_path: Path, flame_path: Path, out: Path, cfg: Any, flame_cfg: Any,
-              overlay_path: Path | None = None, progress: Callable[[int, int], None] = lambda i, n: None,
+              overlay_path: Path | None = None, progress: Progress = NO_PROGRESS,
               max_frames: int | None = None) -> dict[str, Any]:
     """Label every frame of the frame store; writes the `masks` table (and the overlay mp4) atomically.
 

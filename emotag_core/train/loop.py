@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from emotag_core.errors import ConfigError, DivergenceError
 from emotag_core.motion.grmn import GRMN
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.train import losses
 from emotag_core.train.checkpoint import load_latest, save_checkpoint
 from emotag_core.train.losses import LossSwitches
@@ -146,7 +147,7 @@ class _Pending:
 
 def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: torch.optim.Optimizer,
           cfg: LoopConfig, sw: LossSwitches, ckpt_dir: str | Path | None, fingerprint: str, device: str,
-          log: LogFn | None, desc: str, progress: bool,
+          log: LogFn | None, progress: Progress,
           anchors: list[tuple[Tensor, Tensor]] | None = None) -> dict[str, Any]:
     lr_factor(cfg.lr_schedule, 0, 1)  # an unknown schedule fails before any work
     if not 0.0 <= cfg.ema < 1.0:
@@ -173,8 +174,6 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
                                   "clear the checkpoints or turn `pretrain.ema` off")
             ema.load_state_dict(state["ema"])
 
-    from tqdm import tqdm
-
     cuda = torch.device(device).type == "cuda"
     source: Any = loader
     if cuda and cfg.preload and isinstance(loader, CorpusLoader) and not loader.preloaded:
@@ -198,7 +197,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
 
     pending = _Pending()
     ready: list[tuple[int, bool, dict[str, float]]] = []
-    bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="it", disable=not progress, dynamic_ncols=True)
+    progress(start, cfg.iters)
 
     def emit() -> None:
         nonlocal last
@@ -206,7 +205,6 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             last = vals
             if log is not None and (i + 1) % cfg.log_every == 0:
                 log(i + 1, dict(vals, static=float(st)))
-            bar.set_postfix(loss=f"{vals['loss']:.4f}", stage="static" if st else "joint", refresh=False)
         ready.clear()
 
     try:
@@ -240,7 +238,7 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
             if (it + 1) % cfg.log_every == 0 or ckpt_now:
                 ready += pending.flush()  # CUDA: one read-back per log step; a diverged run never checkpoints
             emit()
-            bar.update(1)
+            progress(it + 1, cfg.iters, **({"loss": last["loss"]} if "loss" in last else {}))
             if ckpt_now:
                 checkpoint(it + 1)
         ready += pending.flush()
@@ -248,7 +246,6 @@ def _loop(grmn: GRMN, scenes: nn.ModuleDict, loader: CorpusLoader, optimizer: to
     finally:
         if isinstance(source, Prefetcher):
             source.close()
-    bar.close()
     if ema is not None:  # the average is the trained model; the final checkpoint holds it (and the average)
         grmn.load_state_dict(ema.module.state_dict())
     checkpoint(cfg.iters)
@@ -262,15 +259,17 @@ def _adamw_kw(device: str | torch.device) -> dict[str, Any]:
 
 def pretrain(grmn: GRMN, scenes: Mapping[str, nn.Module], loader: CorpusLoader, cfg: LoopConfig,
              sw: LossSwitches, ckpt_dir: str | Path | None = None, fingerprint: str = "", device: str = "cpu",
-             log: LogFn | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train GRMN and every corpus identity's scene jointly (Sec. 3.3, pretraining); resumes from `ckpt_dir`."""
+             log: LogFn | None = None, progress: Progress = NO_PROGRESS) -> dict[str, Any]:
+    """Train GRMN and every corpus identity's scene jointly (Sec. 3.3, pretraining); resumes from `ckpt_dir`.
+
+    progress(iteration, cfg.iters, loss=the last loss read back), from the resumed iteration to cfg.iters."""
     mods = scenes if isinstance(scenes, nn.ModuleDict) else nn.ModuleDict(dict(scenes))
     groups = [{"params": list(grmn.parameters()), "weight_decay": cfg.weight_decay}]
     if len(list(mods.parameters())):  # motion-only runs have no scenes
         groups.append({"params": list(mods.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, **_adamw_kw(device))
     grmn.train()
-    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, "pretrain", progress)
+    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, progress)
 
 
 def freeze_for_adaptation(grmn: GRMN) -> list[nn.Parameter]:
@@ -285,10 +284,11 @@ def freeze_for_adaptation(grmn: GRMN) -> list[nn.Parameter]:
 
 def adapt(grmn: GRMN, scene: nn.Module | None, identity: str, loader: CorpusLoader, cfg: LoopConfig, sw: LossSwitches,
           ckpt_dir: str | Path | None = None, fingerprint: str = "", device: str = "cpu",
-          log: LogFn | None = None, progress: bool = True) -> dict[str, Any]:
+          log: LogFn | None = None, progress: Progress = NO_PROGRESS) -> dict[str, Any]:
     """Personalise a pretrained GRMN to one identity: AdaIN parameters + the identity's scene (Sec. 3.3).
 
     `scene` is None in motion-only runs (`sw.render` off): then only the AdaIN parameters learn.
+    progress as in `pretrain`.
     """
     tuned = freeze_for_adaptation(grmn)
     mods = nn.ModuleDict({identity: scene}) if scene is not None else nn.ModuleDict()
@@ -298,5 +298,5 @@ def adapt(grmn: GRMN, scene: nn.Module | None, identity: str, loader: CorpusLoad
     opt = torch.optim.AdamW(groups, lr=cfg.lr, **_adamw_kw(device))
     grmn.eval()  # no dropout/batch statistics anywhere; frozen weights stay bit-identical
     anchors = [(p, p.detach().clone()) for p in tuned] if cfg.anchor > 0 else None  # the pretrained values
-    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, f"adapt@{identity}", progress,
+    return _loop(grmn, mods, loader, opt, cfg, sw, ckpt_dir, fingerprint, device, log, progress,
                  anchors)

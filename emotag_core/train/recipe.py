@@ -6,6 +6,7 @@ loop configs and loaders here, so a new params field is wired once.
 
 Curves: `pretrain_run` / `adapt_run` take `log`, an `emotag_core.train.live.OpenLog` (default: dvclive curves
 in `metrics_dir`, as the stages write them; `functools.partial(JsonLinesLog, path)` where there is no dvc).
+Progress: both take `progress` (`emotag_core.progress.Progress`), called with (iteration, iters, loss=...).
 `pretrain_run` reads the corpus stage's manifest; `pretrain_run_indices` takes the IdentityIndex list itself
 (the benches, the device); both are the same run.
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from emotag_core.motion.grmn import GRMN, GRMNSpec
+from emotag_core.progress import NO_PROGRESS, Progress
 from emotag_core.train.data import CorpusLoader, IdentityIndex
 from emotag_core.train.live import LiveLog, OpenLog
 from emotag_core.train.loop import LoopConfig, LossSwitches
@@ -128,7 +130,7 @@ def _open_log(log: OpenLog | None, metrics_dir: Path | None, who: str) -> OpenLo
 
 
 def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metrics_dir: Path | None,
-                 progress: bool = True, log: OpenLog | None = None) -> dict[str, Any]:
+                 progress: Progress = NO_PROGRESS, log: OpenLog | None = None) -> dict[str, Any]:
     """Pretrain GRMN + every corpus identity's scene (Sec. 3.3) from `p` (Params: pretrain, ablation, flame,
     audio_features.window) on the identities of the corpus stage's `corpus_dir`/manifest.json; resumes from
     `ckpt_dir`; writes `out_dir`/grmn.pt + summary.json, curves through `log` (default: dvclive in `metrics_dir`)."""
@@ -140,7 +142,7 @@ def pretrain_run(p: Any, corpus_dir: Path, out_dir: Path, ckpt_dir: Path, metric
 
 
 def pretrain_run_indices(p: Any, indices: list[IdentityIndex], out_dir: Path, ckpt_dir: Path, log: OpenLog,
-                         progress: bool = True, digests: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                         progress: Progress = NO_PROGRESS, digests: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """`pretrain_run` on already-built corpus indices (in corpus order; `build_identity_index`), no manifest.
     `log`: opened with the resumed step (`partial(JsonLinesLog, path)`, or LiveLog for dvclive curves).
     `digests` (identity -> table -> md5, as the corpus manifest holds them) key the resumable checkpoints;
@@ -234,7 +236,7 @@ def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool, moti
 
 
 def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path, ckpt_dir: Path,
-              metrics_dir: Path | None, progress: bool = True, log: OpenLog | None = None) -> dict[str, Any]:
+              metrics_dir: Path | None, progress: Progress = NO_PROGRESS, log: OpenLog | None = None) -> dict[str, Any]:
     """Personalise the pretrained GRMN in `prior` (a grmn.pt) to the target `ix` on `split`'s adaptation rows
     (Sec. 3.3: AdaIN parameters + the identity's scene); `p`: Params (pretrain, adapt, ablation, flame).
     Writes the adapted model to `out_dir` (grmn.pt, scene.pt, summary.json), curves through `log` (opened with the

@@ -38,7 +38,7 @@ def test_fit_static_recovers_appearance_on_held_out_poses():
     masks = head_masks(verts, av.faces, K[None].expand(10, 3, 3), S)
     before = evaluate_static(av, torch.full((S, S, 3), 0.5), frames[held], verts[held], K, masks=masks[held], backend="torch")
     cfg = StaticFitConfig(iters=30, batch_size=2, backend="torch", init_colors=False)
-    res = fit_static(av, frames[train], verts[train], K, cfg, masks=masks[train], progress=False)
+    res = fit_static(av, frames[train], verts[train], K, cfg, masks=masks[train])
     after = evaluate_static(av, res.background, frames[held], verts[held], K, masks=masks[held], backend="torch")
     assert sum(res.losses[-5:]) / 5 < 0.6 * sum(res.losses[:5]) / 5
     assert after["psnr"] > before["psnr"] + 3 and after["masked_psnr"] > before["masked_psnr"] + 3

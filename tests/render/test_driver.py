@@ -79,8 +79,7 @@ def test_render_to_mp4_muxes_the_driving_audio(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=200:duration=1.3:sample_rate=44100",
                     "-c:a", "aac", str(src)], check=True)
     out = tmp_path / "r.mp4"
-    tr = render_to_mp4(tiny_animator(control=GateControl(override=1.0)), src, out, LogMelFeatures(), cues(5, "hold"),
-                       progress=False)
+    tr = render_to_mp4(tiny_animator(control=GateControl(override=1.0)), src, out, LogMelFeatures(), cues(5, "hold"))
     s = probe_streams(out)
     assert s["video"]["codec"] == "h264" and s["audio"]["codec"] == "aac"
     assert tr.n_frames == len(list(iter_video_frames(out)))

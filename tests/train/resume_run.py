@@ -43,7 +43,7 @@ def main(work: Path, out: Path, sleep_s: float) -> None:
         time.sleep(sleep_s)
 
     summary = pretrain(grmn, scenes, loader, cfg, LossSwitches(), ckpt_dir=work / "ckpt", fingerprint="toy",
-                       log=log, progress=False)
+                       log=log)
     torch.save({"grmn": grmn.state_dict(), "scenes": {k: v.state_dict() for k, v in scenes.items()},
                 "resumed_from": summary["resumed_from"]}, out)
 

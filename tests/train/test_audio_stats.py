@@ -46,7 +46,7 @@ def test_stats_survive_adaptation_and_pretrain_stage_sets_them(tmp_path):
     before = {k: v.clone() for k, v in grmn.state_dict().items()}
     cfg = LoopConfig(iters=5, static_iters=0, lr=1e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
     loader = CorpusLoader([ix], 2, SIZE, seed=0, with_images=False, max_seconds=1.0)
-    adapt(grmn, None, "t", loader, cfg, LossSwitches(render=False, param_supervision=1.0), progress=False)
+    adapt(grmn, None, "t", loader, cfg, LossSwitches(render=False, param_supervision=1.0))
     changed = {k for k, v in grmn.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and changed <= grmn.adain_parameter_names()  # statistics and non-AdaIN weights untouched
 

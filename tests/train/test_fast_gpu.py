@@ -141,8 +141,7 @@ def test_fast_adapt_follows_the_eager_run_and_keeps_frozen_weights(tmp_path, anc
         cfg = LoopConfig(iters=24, static_iters=8, lr=5e-4, image_size=SIZE, checkpoint_every=0, log_every=4,
                          cuda_graphs=fast, preload=fast, anchor=anchor)
         loader = CorpusLoader([ix], 2, SIZE, seed=0, with_geometry=True, max_seconds=1.0)
-        adapt(g, sc, "t", loader, cfg, LossSwitches(**SWITCHES[switches]), device="cuda", log=lambda s, t: log.append((s, t)),
-              progress=False)
+        adapt(g, sc, "t", loader, cfg, LossSwitches(**SWITCHES[switches]), device="cuda", log=lambda s, t: log.append((s, t)))
         changed = {k for k, v in g.state_dict().items() if not torch.equal(v, before[k])}
         assert changed == g.adain_parameter_names()  # frozen GRMN weights bit-identical
         assert loader.preloaded == fast
@@ -175,8 +174,7 @@ def test_fast_pretrain_over_a_streamed_corpus_follows_the_eager_run(tmp_path, mo
         cfg = LoopConfig(iters=16, static_iters=2, lr=5e-4, image_size=SIZE, checkpoint_every=0, log_every=4,
                          cuda_graphs=fast, preload=fast)
         loader = CorpusLoader([ix, ix2], 2, SIZE, seed=0)
-        summary = pretrain(g, sc, loader, cfg, LossSwitches(), device="cuda", log=lambda s, t: log.append((s, t)),
-                           progress=False)
+        summary = pretrain(g, sc, loader, cfg, LossSwitches(), device="cuda", log=lambda s, t: log.append((s, t)))
         assert min(summary["static_steps"][i] for i in ("t", "u")) > 2  # steps per identity: both reached the joint stage
         runs[fast] = log
     for i in ("t", "u"):  # the graphed run captured (mid-run, with the reader running) both stages of both
@@ -209,7 +207,7 @@ def test_graphed_pretrain_stopped_mid_run_resumes_from_its_checkpoint(tmp_path):
             log[step] = terms
 
         summary = pretrain(g, sc, CorpusLoader([ix, ix2], 2, SIZE, seed=0), cfg, LossSwitches(), ckpt_dir=ckpt,
-                           fingerprint="f", device="cuda", log=record, progress=False)
+                           fingerprint="f", device="cuda", log=record)
         return g, summary, log
 
     ref, ref_sum, ref_log = run(tmp_path / "ref")

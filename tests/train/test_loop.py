@@ -36,7 +36,7 @@ def test_adapt_changes_only_adain_and_scene(tmp_path):
     loader = CorpusLoader([ix], 2, SIZE, seed=0, with_geometry=True, max_seconds=1.0)
     terms = []
     cfg = LoopConfig(iters=12, static_iters=2, lr=1e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
-    adapt(grmn, scene, "t", loader, cfg, LossSwitches(geo=True), log=lambda s, t: terms.append(t), progress=False)
+    adapt(grmn, scene, "t", loader, cfg, LossSwitches(geo=True), log=lambda s, t: terms.append(t))
     adain = grmn.adain_parameter_names()
     after = grmn.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}
@@ -55,7 +55,7 @@ def test_adapt_anchor_pulls_adain_toward_pretrained(tmp_path):
         before = {k: v.clone() for k, v in grmn.state_dict().items()}
         cfg = LoopConfig(iters=40, static_iters=0, lr=2e-2, image_size=SIZE, checkpoint_every=0, anchor=anchor)
         adapt(grmn, None, "t", CorpusLoader([ix], 4, SIZE, seed=0, with_images=False, max_seconds=1.0), cfg,
-              LossSwitches(param_supervision=1.0, render=False), progress=False)
+              LossSwitches(param_supervision=1.0, render=False))
         after = grmn.state_dict()
         assert all(torch.equal(after[k], before[k]) for k in after if k not in grmn.adain_parameter_names())
         return sum(float((after[k] - before[k]).pow(2).sum()) for k in grmn.adain_parameter_names()) ** 0.5
@@ -91,7 +91,7 @@ def test_pretrain_learns(tmp_path):
     log = []
     cfg = LoopConfig(iters=60, static_iters=5, lr=5e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
     pretrain(small_grmn(), {"a": ToyScene(0), "b": ToyScene(1)}, CorpusLoader(ixs, 4, SIZE, seed=0), cfg,
-             LossSwitches(), log=lambda s, t: log.append(t), progress=False)
+             LossSwitches(), log=lambda s, t: log.append(t))
     first = sum(t["render"] for t in log[:5]) / 5
     last = sum(t["render"] for t in log[-5:]) / 5
     assert last < 0.9 * first
@@ -147,7 +147,7 @@ def test_motion_only_trains_on_params_without_rendering_or_images(tmp_path):
     log = []
     sw = LossSwitches(render=False, param_supervision=1.0)
     cfg = LoopConfig(iters=80, static_iters=20, lr=1e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
-    summary = pretrain(grmn, {}, loader, cfg, sw, log=lambda s, t: log.append(t), progress=False)
+    summary = pretrain(grmn, {}, loader, cfg, sw, log=lambda s, t: log.append(t))
     assert all("render" not in t and "param" in t and "kl" in t and "score" in t for t in log)
     assert all(t["static"] == 0.0 for t in log)  # no static-appearance stage without rendering
     assert sum(summary["static_steps"].values()) == 80
@@ -160,7 +160,7 @@ def test_motion_only_trains_on_params_without_rendering_or_images(tmp_path):
     before = {k: v.clone() for k, v in grmn.state_dict().items()}
     ad_loader = CorpusLoader([ixs[0]], 4, SIZE, seed=1, with_images=False, max_seconds=1.0)
     cfg = LoopConfig(iters=6, static_iters=3, lr=1e-2, image_size=SIZE, checkpoint_every=0, log_every=1)
-    adapt(grmn, None, "a", ad_loader, cfg, sw, progress=False)
+    adapt(grmn, None, "a", ad_loader, cfg, sw)
     changed = {k for k, v in grmn.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == grmn.adain_parameter_names()
 
@@ -174,7 +174,7 @@ def test_rerun_after_the_final_checkpoint_reports_the_same_summary(tmp_path):
     def run():
         torch.manual_seed(0)
         return pretrain(small_grmn(), {"a": ToyScene(0), "b": ToyScene(1)}, CorpusLoader(ixs, 2, SIZE, seed=0), cfg,
-                        LossSwitches(), ckpt_dir=tmp_path / "ckpt", fingerprint="f", progress=False)
+                        LossSwitches(), ckpt_dir=tmp_path / "ckpt", fingerprint="f")
 
     first = run()
     again = run()  # resumes from the final checkpoint (iteration 8)
@@ -199,7 +199,7 @@ def test_pretrain_ema_is_the_average_of_the_iterates_and_resumes_exactly(tmp_pat
         g = small_grmn()
         cfg = LoopConfig(iters=iters, static_iters=0, lr=1e-2, image_size=SIZE, checkpoint_every=every, ema=ema)
         pretrain(g, {}, CorpusLoader(ixs, 4, SIZE, seed=0, with_images=False), cfg, sw, ckpt_dir=ckpt,
-                 fingerprint="f", progress=False)
+                 fingerprint="f")
         return g.state_dict()
 
     iterates = [run(k) for k in range(1, n + 1)]  # constant rate: run k ends at the k-th iterate of a long run

@@ -29,7 +29,7 @@ def _train(tmp_path, schedule: str, iters: int) -> dict[str, torch.Tensor]:
     grmn = small_grmn()
     cfg = LoopConfig(iters=iters, static_iters=0, lr=5e-2, image_size=SIZE, checkpoint_every=0, lr_schedule=schedule)
     pretrain(grmn, {}, CorpusLoader([ix], 2, SIZE, seed=0, with_images=False), cfg,
-             LossSwitches(render=False, param_supervision=1.0), progress=False)
+             LossSwitches(render=False, param_supervision=1.0))
     return grmn.state_dict()
 
 

@@ -61,20 +61,18 @@ def test_pretrain_and_adapt_without_dvclive_give_the_stages_weights(workdir: Pat
     p = load_params(w / "params.yaml")
     p.pretrain.dropout, p.pretrain.checkpoint_every = 0.2, 2  # the global RNG in use; a checkpoint mid-run
     # the stages' path: the corpus manifest, dvclive curves
-    a = pretrain_run(p, w / "corpus", w / "a" / "pretrain", w / "a" / "ck", w / "a" / "metrics", progress=False)
+    a = pretrain_run(p, w / "corpus", w / "a" / "pretrain", w / "a" / "ck", w / "a" / "metrics")
     ix = build_identity_index(TARGET, identity_tables(w / "data" / "processed" / TARGET))
     split = Split.from_config(p.adapt, None, ix.index, ix.meta["fps"])
-    adapt_run(p, ix, split, w / "a" / "pretrain" / "grmn.pt", w / "a" / TARGET, w / "a" / "ck_t", w / "a" / "m_t",
-              progress=False)
+    adapt_run(p, ix, split, w / "a" / "pretrain" / "grmn.pt", w / "a" / TARGET, w / "a" / "ck_t", w / "a" / "m_t")
     # the device's path: built indices, JSON-lines curves, dvclive not importable
     monkeypatch.setitem(sys.modules, "dvclive", None)
     corpus = [build_identity_index(CORPUS, identity_tables(w / "data" / "processed" / CORPUS))]
-    b = pretrain_run_indices(p, corpus, w / "b" / "pretrain", w / "b" / "ck", partial(JsonLinesLog, w / "b" / "pre.jsonl"),
-                             progress=False)
-    adapt_run(p, ix, split, w / "b" / "pretrain" / "grmn.pt", w / "b" / TARGET, w / "b" / "ck_t", None, progress=False,
+    b = pretrain_run_indices(p, corpus, w / "b" / "pretrain", w / "b" / "ck", partial(JsonLinesLog, w / "b" / "pre.jsonl"))
+    adapt_run(p, ix, split, w / "b" / "pretrain" / "grmn.pt", w / "b" / TARGET, w / "b" / "ck_t", None,
               log=partial(JsonLinesLog, w / "b" / "t.jsonl"))
     with pytest.raises(ImportError):  # the default (dvclive) really is unavailable here
-        adapt_run(p, ix, split, w / "b" / "pretrain" / "grmn.pt", w / "c", w / "ck_c", w / "m_c", progress=False)
+        adapt_run(p, ix, split, w / "b" / "pretrain" / "grmn.pt", w / "c", w / "ck_c", w / "m_c")
 
     assert _equal_models(w / "a" / "pretrain" / "grmn.pt", w / "b" / "pretrain" / "grmn.pt") > 20
     _equal_models(w / "a" / TARGET / "grmn.pt", w / "b" / TARGET / "grmn.pt")
@@ -99,8 +97,7 @@ def test_the_indices_entry_resumes_the_manifest_runs_checkpoint(workdir: Path, m
     w = workdir
     p = load_params(w / "params.yaml")
     corpus = [build_identity_index(CORPUS, identity_tables(w / "data" / "processed" / CORPUS))]
-    full = pretrain_run_indices(p, corpus, w / "full", w / "ck_full", partial(JsonLinesLog, w / "full.jsonl"),
-                                progress=False)
+    full = pretrain_run_indices(p, corpus, w / "full", w / "ck_full", partial(JsonLinesLog, w / "full.jsonl"))
     real = loop.pretrain
 
     def killed_after_2(grmn, scenes, loader, cfg, *args, **kw):  # checkpoints step 2, then dies
@@ -109,10 +106,10 @@ def test_the_indices_entry_resumes_the_manifest_runs_checkpoint(workdir: Path, m
 
     monkeypatch.setattr(loop, "pretrain", killed_after_2)
     with pytest.raises(KeyboardInterrupt):
-        pretrain_run(p, w / "corpus", w / "m", w / "ck", w / "m_metrics", progress=False)
+        pretrain_run(p, w / "corpus", w / "m", w / "ck", w / "m_metrics")
     monkeypatch.setattr(loop, "pretrain", real)
     assert len(list_checkpoints(w / "ck")) == 1
-    got = pretrain_run_indices(p, corpus, w / "m", w / "ck", partial(JsonLinesLog, w / "m.jsonl"), progress=False)
+    got = pretrain_run_indices(p, corpus, w / "m", w / "ck", partial(JsonLinesLog, w / "m.jsonl"))
     assert got["resumed_from"] == 2 and got["final"] == full["final"]
     _equal_models(w / "full" / "grmn.pt", w / "m" / "grmn.pt")
     assert [r["step"] for r in JsonLinesLog.read(w / "m.jsonl")] == [3]  # only the steps after the resume
