@@ -11,8 +11,7 @@ defaults (or the flags), from, in this order: `--weights` (the fp16 encoder expo
 machine has no ctranslate2), the packaged CTranslate2 model, or `--random` (tiny.en sizes, random).
 Audio: `--audio FILE`, else the carry folder's reference.npz (12 s of real speech), else the packaged
 LibriVox reading. A warm-up render (2 s, not paced) loads kernels first, as a live session would.
-Reported: first frame - first audio (from the first block's arrival; `_end_s`: from the end of the first
-frame's audio), latency p50 / p95 / max (frame out - the real-time end of its audio), the
+Reported: first frame - first audio (the first block's arrival), latency p50 / p95 / max (frame out - the real-time end of its audio), the
 feature call per frame p50 / p95, the lookahead (features + GRMN window), FPS, and the latency drift
 (last quarter's median - second quarter's: grows when the loop does not keep up with real time).
 """
@@ -65,7 +64,7 @@ def speech(a: argparse.Namespace) -> tuple[np.ndarray, str]:
     return np.concatenate([read_audio(p) for p in files]), "LibriVox (pocketsphinx sdist)"
 
 
-def animator(dev: torch.device, n: int, size: int, audio_dim: int):  # noqa: ANN201 - render.driver.Animator
+def animator(dev: torch.device, n: int, size: int, audio_dim: int, rasterizer: str):  # noqa: ANN201 - Animator
     from emotag_core.avatar.scene import build_scene
     from emotag_core.config import FlameConfig
     from emotag_core.flame import load_head_model
@@ -77,7 +76,9 @@ def animator(dev: torch.device, n: int, size: int, audio_dim: int):  # noqa: ANN
     head = load_head_model(FlameConfig(), dev)
     meta = {"shape": [0.0] * head.n_shape, "frame_size": [512, 512],
             "camera": {"fx": 900.0, "fy": 900.0, "cx": 256.0, "cy": 256.0}}
-    scene = build_scene(head, meta, n, None, "gsplat" if dev.type == "cuda" else "torch", dev)
+    if rasterizer == "auto":
+        rasterizer = "gsplat" if dev.type == "cuda" else "torch"
+    scene = build_scene(head, meta, n, None, rasterizer, dev)
     with torch.no_grad():
         scene.avatar.opacity_logit.fill_(2.0)
     spec = GRMNSpec(audio_dim=audio_dim, n_aus=len(UPPER_AUS), identity_dim=128, n_expr=head.n_expr,
@@ -105,6 +106,7 @@ def main() -> None:
     ap.add_argument("--lookahead", type=float, default=d.lookahead_s)
     ap.add_argument("--left", type=float, default=d.left_context_s)
     ap.add_argument("--chunk", type=float, default=d.chunk_s)
+    ap.add_argument("--rasterizer", default="auto", help="auto (gsplat on cuda, torch on cpu) | gsplat | torch")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     from emotag_core.render.api import render_stream
@@ -120,7 +122,7 @@ def main() -> None:
     x = x[: int(a.seconds * SR) // 640 * 640]
     n = a.gaussians or (60000 if dev.type == "cuda" else 5000)
     size = a.size or (512 if dev.type == "cuda" else 128)
-    an = animator(dev, n, size, be.feature_dim)
+    an = animator(dev, n, size, be.feature_dim, a.rasterizer)
     rng = np.random.default_rng(0)
     cues = CueTrack(rot=rng.normal(0, 0.05, (50, 3)), trans=np.tile([0, 0, 0.5], (50, 1)),
                     aus=rng.uniform(0, 2, (50, an.grmn.spec.n_aus)).astype(np.float32), source="random cues")
@@ -147,10 +149,9 @@ def main() -> None:
     lat = [out_at[t] - (start[0] + (t + 1) / FPS) for t in range(len(out_at))]
     out = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu ({platform.processor() or 'x86'})",
            "date": time.strftime("%Y-%m-%d"), "features": source, "engine": be.engine, "audio": audio_src,
-           "seconds": len(x) / SR, "gaussians": n, "size": size, "options": opts.__dict__,
+           "seconds": len(x) / SR, "gaussians": n, "size": size, "rasterizer": an.scene.backend, "options": opts.__dict__,
            **{k: s[k] for k in ("frames", "fps", "lookahead_s", "first_frame_from_audio_s", "feature_p50_s",
                                 "feature_p95_s")},
-           "first_frame_from_audio_end_s": out_at[0] - (start[0] + 1 / FPS),
            "latency_p50_s": float(np.percentile(lat, 50)), "latency_p95_s": float(np.percentile(lat, 95)),
            "latency_max_s": float(np.max(lat)), "loop_latency_p50_s": s["latency_p50_s"],
            "loop_latency_p95_s": s["latency_p95_s"], "latency_drift_s": drift(lat)}
