@@ -3,7 +3,9 @@
 Decoding goes through PyAV (`emotag_core.io.audio.iter_audio`: any container/codec, resampled
 to 16 kHz mono), so an hour-long file is never held in memory. `FeatureStream` turns those
 blocks into per-frame audio features incrementally, running the feature backend on chunks with
-audio context on both sides so the result matches a whole-file run away from the ends.
+audio context on both sides so the result matches a whole-file run away from the ends. Whisper's
+encoder attends over a whole 30 s window, so its features stream through `WhisperStream` instead
+(bounded lookahead and left context on the offline window grid); `feature_stream` picks the one.
 """
 from __future__ import annotations
 

@@ -230,7 +230,8 @@ def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_c
                     realtime: bool = True, on_frame: Callable[[int, np.ndarray], None] | None = None,
                     options: Any = None) -> dict[str, Any]:
     """Live mode: render `audio` (a file, read at real-time pace if `realtime`, or float32 16 kHz blocks)
-    with cues from `cue_clip` (None = the identity's first clip) -> the latency summary.
+    with cues from `cue_clip` (None = the identity's first clip) -> the latency summary. With `out`, the
+    per-frame latency and feature time go beside it in `<out>.stream.json`.
     options: `render.audio.StreamOptions` of Whisper features (None = its defaults; see `stream_options`)."""
     from emotag_core.io.frames import FrameStore
     from emotag_core.render.api import render_stream
@@ -239,6 +240,11 @@ def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_c
     cues = cue_track(files, clip, 0, None, cue_mode)
     trace = render_stream(animator, audio, features, cues, out=out, on_frame=on_frame, realtime=realtime, fps=fps,
                           stream_options=options)
+    if out is not None:
+        from emotag_core.io.atomic import write_text
+
+        write_text(Path(f"{out}.stream.json"), json.dumps({**trace.summary(), "latency_s": trace.latency_s,
+                                                           "feature_s": trace.feature_s}, indent=1))
     return trace.summary()
 
 

@@ -111,6 +111,26 @@ def test_render_loop_uses_the_whisper_stream_and_reports_its_latency(toy_weights
         assert summary[k] is not None, k
 
 
+def test_stream_identity_writes_the_per_frame_latency(toy_weights, tmp_path, monkeypatch):
+    """`emotag render ID AUDIO --stream`'s library call: the mp4, and `<out>.stream.json` with each frame's
+    latency and feature time beside the summary."""
+    import json
+
+    from emotag_core.render import jobs
+
+    from .fakes import cues, tiny_animator
+
+    monkeypatch.setattr(jobs, "cue_track", lambda *a: cues(8))
+    x = speech_like(40, 5)
+    out = tmp_path / "live.mp4"
+    summary = jobs.stream_identity(jobs.TargetFiles("anna", tmp_path), tiny_animator(audio_dim=32), toy(toy_weights),
+                                   "c0", "hold", [x[i: i + N] for i in range(0, len(x), N)], FPS, out=out,
+                                   realtime=False, options=StreamOptions(lookahead_s=0.2, chunk_s=0.08))
+    rec = json.loads((tmp_path / "live.mp4.stream.json").read_text())
+    assert out.is_file() and summary["frames"] == 40 and summary["lookahead_s"] == pytest.approx(12 / FPS)
+    assert len(rec["latency_s"]) == len(rec["feature_s"]) == 40 and rec["latency_p95_s"] == summary["latency_p95_s"]
+
+
 def test_bad_stream_options(toy_weights):
     be = toy(toy_weights)
     with pytest.raises(ConfigError, match="stream_chunk_s"):
