@@ -193,7 +193,7 @@ class RenderTrace:
     jaw_open: list[float] = field(default_factory=list)  # |jaw| (rad) per frame
     cue_index: list[int] = field(default_factory=list)
     audio_energy: list[float] = field(default_factory=list)  # RMS per frame
-    latency_s: list[float] = field(default_factory=list)  # per frame: out time - its audio's arrival
+    latency_s: list[float] = field(default_factory=list)  # per frame: out time - its audio's arrival (paced: its due time)
     feature_s: list[float] = field(default_factory=list)  # per frame: seconds of the feature call that made it
     lookahead_s: float | None = None  # audio after a frame's end needed before it can be drawn (features + GRMN)
     first_frame_s: float | None = None  # first frame out - start of the loop
@@ -321,10 +321,12 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
             pending = []
 
     trace.lookahead_s = (fs.lookahead_frames + half - 1) / fps
+    due = getattr(blocks, "due", None)  # a paced source's schedule (see `paced`)
     pushed = 0
     first_audio = t0
     for block in blocks:
-        audio[pushed] = (np.asarray(block, np.float32), time.perf_counter())
+        now = time.perf_counter()
+        audio[pushed] = (np.asarray(block, np.float32), min(now, due(pushed)) if due is not None else now)
         if pushed == 0:
             first_audio = audio[0][1]
         pushed += 1
@@ -344,11 +346,22 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
     return trace
 
 
-def paced(blocks: Iterable[np.ndarray], fps: float = 25.0) -> Iterator[np.ndarray]:
-    """Yield blocks no faster than real time (simulates a live audio source)."""
-    t0 = time.perf_counter()
-    for i, b in enumerate(blocks):
-        wait = t0 + (i + 1) / fps - time.perf_counter()  # block i is complete at (i + 1) / fps
-        if wait > 0:
-            time.sleep(wait)
-        yield b
+class paced:  # noqa: N801 - used as a function: `paced(blocks, fps)`
+    """Yield blocks no faster than real time (simulates a live audio source).
+
+    `due(i)` is when block i is complete on that schedule; `animate_stream` counts a frame's latency from
+    it, so a loop that falls behind shows its growing delay (not the time it finally read the block)."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], fps: float = 25.0) -> None:
+        self.blocks, self.fps, self.t0 = blocks, fps, None
+
+    def due(self, i: int) -> float:
+        return (self.t0 if self.t0 is not None else time.perf_counter()) + (i + 1) / self.fps
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.t0 = time.perf_counter()
+        for i, b in enumerate(self.blocks):
+            wait = self.due(i) - time.perf_counter()  # block i is complete at (i + 1) / fps
+            if wait > 0:
+                time.sleep(wait)
+            yield b
