@@ -52,12 +52,12 @@ def features(a: argparse.Namespace, tmp: Path) -> tuple[W.WhisperFeatures, str]:
 
 
 def speech(a: argparse.Namespace) -> tuple[np.ndarray, str]:
+    if (PORT / "reference.npz").is_file() and not a.audio:
+        return np.load(PORT / "reference.npz")["audio_int16"].astype(np.float32) / 32767, "reference.npz (12 s)"
     from emotag_core.teachers.audio import read_audio
 
     if a.audio:
         return read_audio(a.audio), str(a.audio)
-    if (PORT / "reference.npz").is_file():
-        return np.load(PORT / "reference.npz")["audio_int16"].astype(np.float32) / 32767, "reference.npz (12 s)"
     from emotag_core.assets import asset_home
 
     files = sorted((asset_home() / "speech" / "pocketsphinx").glob("sense_and_sensibility_*.wav"))
