@@ -493,6 +493,15 @@ class RenderConfig:
     (bilinear) to ingest.size, so videos stay ingest.size square (the CPU smoke profile's shortcut)."""
     threads: int = 1
     """Torch CPU threads of the render stage."""
+    stream_lookahead_s: float = 0.5
+    """Whisper features while rendering (`render.audio.WhisperStream`): a frame's features are out once at most
+    this much audio after it has arrived (the GRMN window adds window / 2 - 1 frames; measured: BENCHMARKS.md)."""
+    stream_left_context_s: float = 4.0
+    """Whisper streaming: seconds of audio before a chunk that its encode sees (older audio reads as silence)."""
+    stream_chunk_s: float = 0.2
+    """Whisper streaming: seconds of frames per encoder call (<= stream_lookahead_s; larger = less CPU per second)."""
+    stream_padded: bool = True
+    """Whisper streaming: each encode is a full 30 s window as offline; false = only the context (torch engine)."""
 
 
 @dataclass

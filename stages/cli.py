@@ -114,7 +114,7 @@ def render_adhoc(identity: str, audio: Path, out: Path, realtime: bool = False) 
     under `renders/<id>/`, which DVC does not own); `realtime` reads the file at its own pace and reports
     the per-frame latency. Returns the render summary."""
     from emotag_core.render.adapted import load_animator
-    from emotag_core.render.jobs import feature_backend, stream_identity
+    from emotag_core.render.jobs import feature_backend, stream_identity, stream_options
     from stages.common import need_adapted, params, target_files
 
     p, paths = params(), Paths(identity)
@@ -122,7 +122,7 @@ def render_adhoc(identity: str, audio: Path, out: Path, realtime: bool = False) 
                              batch=1)
     return stream_identity(target_files(identity, paths, audio=False), animator,
                            feature_backend(p.audio_features, p.ingest.fps), p.render.cue_clip, p.render.cue_mode,
-                           audio, p.ingest.fps, out=out, realtime=realtime)
+                           audio, p.ingest.fps, out=out, realtime=realtime, options=stream_options(p.render))
 
 
 def demo_renderer(p):  # noqa: ANN001, ANN201 - Params -> (serve.jobs.Renderer, device label)

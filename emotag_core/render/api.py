@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from emotag_core.progress import NO_PROGRESS, Progress, Steps
-from emotag_core.render.audio import frame_blocks, iter_samples, probe_duration
+from emotag_core.render.audio import StreamOptions, frame_blocks, iter_samples, probe_duration
 from emotag_core.render.driver import Animator, CueTrack, RenderTrace, animate_stream, paced
 from emotag_core.render.video import Mp4Writer
 
@@ -23,7 +23,8 @@ def _blocks(audio: str | Path | Iterable[np.ndarray], fps: float) -> Iterable[np
 
 def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], out: str | Path, features: Any,
                   cues: CueTrack, fps: float = 25.0, batch_size: int = 8, feature_context: int = 4,
-                  progress: Progress = NO_PROGRESS, on_frame: Callable[[int, np.ndarray], None] | None = None) -> RenderTrace:
+                  progress: Progress = NO_PROGRESS, on_frame: Callable[[int, np.ndarray], None] | None = None,
+                  stream_options: StreamOptions | None = None) -> RenderTrace:
     """Render `audio` (a file of any common format, or float32 16 kHz blocks) to an H.264/AAC mp4.
 
     Frames stream into the encoder as they are made; `out` appears only when complete.
@@ -41,21 +42,24 @@ def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], 
                 on_frame(t, frame)
 
         trace = animate_stream(animator, _blocks(audio, fps), features, cues, sink, batch_size=batch_size,
-                               fps=fps, feature_context=feature_context, progress=steps)
+                               fps=fps, feature_context=feature_context, stream_options=stream_options,
+                               progress=steps)
     steps.finish()
     return trace
 
 
 def render_stream(animator: Animator, audio: str | Path | Iterable[np.ndarray], features: Any, cues: CueTrack,
                   out: str | Path | None = None, on_frame: Callable[[int, np.ndarray], None] | None = None,
-                  realtime: bool = True, fps: float = 25.0, feature_context: int = 2) -> RenderTrace:
+                  realtime: bool = True, fps: float = 25.0, feature_context: int = 2,
+                  stream_options: StreamOptions | None = None) -> RenderTrace:
     """Live mode (`emotag render --stream`): audio read incrementally, frames out one by one.
 
     audio: a file (read at real-time pace when `realtime`) or an iterable of float32 16 kHz
     sample blocks (a live source, consumed as it arrives). Each frame goes to `on_frame(t, image)`
     and, if `out` is given, into an mp4 with the audio. The returned trace holds the per-frame
-    latency (frame out - arrival of its audio), the time to the first frame and whether it came
-    before the input ended.
+    latency (frame out - arrival of its audio) and feature time, the lookahead, the time to the first
+    frame (from the start and from the first audio) and whether it came before the input ended.
+    Whisper features stream with `stream_options` (`render.audio.WhisperStream`).
     """
     blocks = _blocks(audio, fps)
     if realtime:
@@ -63,7 +67,7 @@ def render_stream(animator: Animator, audio: str | Path | Iterable[np.ndarray], 
 
     def run(sink: Callable[[int, np.ndarray, np.ndarray], None]) -> RenderTrace:
         return animate_stream(animator, blocks, features, cues, sink, batch_size=1, fps=fps,
-                              feature_context=feature_context)
+                              feature_context=feature_context, stream_options=stream_options)
 
     if out is None:
         return run(lambda t, f, s: on_frame(t, f) if on_frame is not None else None)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from emotag_core.errors import InputError
 from emotag_core.motion.grmn import GRMN, MOUTH_PARAMS, MotionOutput
-from emotag_core.render.audio import FeatureStream
+from emotag_core.render.audio import StreamOptions, feature_stream
 
 CueMode = Literal["pingpong", "loop", "hold"]
 
@@ -193,8 +193,11 @@ class RenderTrace:
     jaw_open: list[float] = field(default_factory=list)  # |jaw| (rad) per frame
     cue_index: list[int] = field(default_factory=list)
     audio_energy: list[float] = field(default_factory=list)  # RMS per frame
-    latency_s: list[float] = field(default_factory=list)  # per frame: out time - its audio's arrival
-    first_frame_s: float | None = None
+    latency_s: list[float] = field(default_factory=list)  # per frame: out time - its audio's arrival (paced: its due time)
+    feature_s: list[float] = field(default_factory=list)  # per frame: seconds of the feature call that made it
+    lookahead_s: float | None = None  # audio after a frame's end needed before it can be drawn (features + GRMN)
+    first_frame_s: float | None = None  # first frame out - start of the loop
+    first_frame_from_audio_s: float | None = None  # first frame out - arrival of the first audio block
     first_frame_before_input_end: bool | None = None
     wall_s: float = 0.0
     cue_note: str = ""
@@ -204,12 +207,17 @@ class RenderTrace:
         return self.n_frames / self.wall_s if self.wall_s > 0 else float("nan")
 
     def summary(self) -> dict[str, Any]:
-        lat = np.asarray(self.latency_s) if self.latency_s else np.zeros(0)
+        def pct(x: list[float], q: float) -> float | None:
+            return float(np.percentile(x, q)) if x else None
+
         return {"frames": self.n_frames, "wall_s": self.wall_s, "fps": self.fps,
-                "first_frame_s": self.first_frame_s,
+                "first_frame_s": self.first_frame_s, "first_frame_from_audio_s": self.first_frame_from_audio_s,
                 "first_frame_before_input_end": self.first_frame_before_input_end,
-                "latency_mean_s": float(lat.mean()) if len(lat) else None,
-                "latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else None,
+                "lookahead_s": self.lookahead_s,
+                "latency_mean_s": float(np.mean(self.latency_s)) if self.latency_s else None,
+                "latency_p50_s": pct(self.latency_s, 50), "latency_p95_s": pct(self.latency_s, 95),
+                "latency_max_s": float(np.max(self.latency_s)) if self.latency_s else None,
+                "feature_p50_s": pct(self.feature_s, 50), "feature_p95_s": pct(self.feature_s, 95),
                 "gate_mean": float(np.mean(self.g)) if self.g else None, "cues": self.cue_note}
 
 
@@ -218,21 +226,25 @@ FrameSink = Callable[[int, np.ndarray, np.ndarray], None]  # (frame index, image
 
 def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: Any, cues: CueTrack,
                    sink: FrameSink, batch_size: int = 8, fps: float = 25.0, feature_context: int = 4,
-                   expected_frames: int | None = None, progress: Callable[[int], None] | None = None) -> RenderTrace:
+                   expected_frames: int | None = None, progress: Callable[[int], None] | None = None,
+                   stream_options: StreamOptions | None = None) -> RenderTrace:
     """Drive `animator` from per-frame audio blocks; every finished frame goes to `sink` in order.
 
     blocks: iterable of [sample_rate / fps] float32 arrays (see `frame_blocks`); `features` an
-    audio feature backend (`emotag_core.teachers.audio`). Memory is bounded in audio length.
+    audio feature backend (`emotag_core.teachers.audio`), made incremental by `render.audio.feature_stream`
+    (Whisper: `WhisperStream` with `stream_options`). Memory is bounded in audio length. The trace holds, per
+    frame, the latency (frame out - arrival of its audio) and the time of the feature call that made it.
     """
     W = animator.window
     half = W // 2  # window rows t - half .. t + half - 1 (the GRMN centre is row half)
-    fs = FeatureStream(features, fps=fps, context=feature_context, chunk=max(1, min(batch_size, 8)))
+    fs = feature_stream(features, fps, feature_context, max(1, min(batch_size, 8)), stream_options)
     cmvn = None
     if getattr(animator.grmn.spec, "clip_norm", False):  # per-clip CMVN, estimated over the rows arrived so far
         from emotag_core.train.audio_aug import RunningCMVN
 
         cmvn = RunningCMVN(int(animator.grmn.spec.audio_dim))
     feats: dict[int, np.ndarray] = {}
+    feat_s: dict[int, float] = {}  # frame -> seconds of the feature call that produced it
     audio: dict[int, tuple[np.ndarray, float]] = {}  # frame -> (samples, arrival time)
     trace = RenderTrace()
     t0 = time.perf_counter()
@@ -261,8 +273,10 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
             now = time.perf_counter()
             if trace.first_frame_s is None:
                 trace.first_frame_s = now - t0
+                trace.first_frame_from_audio_s = now - first_audio
                 trace.first_frame_before_input_end = total is None
             trace.latency_s.append(now - arrived)
+            trace.feature_s.append(feat_s.pop(t, 0.0))
             trace.g.append(float(res.g[k]))
             trace.g_pred.append(float(res.g_pred[k]))
             if res.z_e is not None:
@@ -283,10 +297,11 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
             return total
         return max(0, n_feat - (half - 1))
 
-    def add_features(f: np.ndarray) -> None:
+    def add_features(f: np.ndarray, took: float) -> None:
         nonlocal n_feat
         for row in f:
             feats[n_feat] = row
+            feat_s[n_feat] = took
             n_feat += 1
         if cmvn is not None and len(f):
             cmvn.push(f)
@@ -305,27 +320,48 @@ def animate_stream(animator: Animator, blocks: Iterable[np.ndarray], features: A
             flush(pending)
             pending = []
 
+    trace.lookahead_s = (fs.lookahead_frames + half - 1) / fps
+    due = getattr(blocks, "due", None)  # a paced source's schedule (see `paced`)
     pushed = 0
+    first_audio = t0
     for block in blocks:
-        audio[pushed] = (np.asarray(block, np.float32), time.perf_counter())
+        now = time.perf_counter()
+        audio[pushed] = (np.asarray(block, np.float32), min(now, due(pushed)) if due is not None else now)
+        if pushed == 0:
+            first_audio = audio[0][1]
         pushed += 1
-        add_features(fs.push(block))
+        tf = time.perf_counter()
+        f = fs.push(block)
+        add_features(f, time.perf_counter() - tf)
         drain(final=False)
     total = pushed
     if total == 0:
         raise InputError(None, "the driving audio is empty (0 frames)", "pass a file with sound")
-    add_features(fs.finish())
+    tf = time.perf_counter()
+    f = fs.finish()
+    add_features(f, time.perf_counter() - tf)
     drain(final=True)
     trace.wall_s = time.perf_counter() - t0
     trace.cue_note = cues.describe(total)
     return trace
 
 
-def paced(blocks: Iterable[np.ndarray], fps: float = 25.0) -> Iterator[np.ndarray]:
-    """Yield blocks no faster than real time (simulates a live audio source)."""
-    t0 = time.perf_counter()
-    for i, b in enumerate(blocks):
-        wait = t0 + (i + 1) / fps - time.perf_counter()  # block i is complete at (i + 1) / fps
-        if wait > 0:
-            time.sleep(wait)
-        yield b
+class paced:  # noqa: N801 - used as a function: `paced(blocks, fps)`
+    """Yield blocks no faster than real time (simulates a live audio source).
+
+    `due(i)` is when block i is complete on that schedule; `animate_stream` counts a frame's latency from
+    it, so a loop that falls behind shows its growing delay (not the time it finally read the block)."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], fps: float = 25.0) -> None:
+        self.blocks, self.fps, self.t0 = blocks, fps, None
+
+    def due(self, i: int) -> float:
+        return (self.t0 if self.t0 is not None else time.perf_counter()) + (i + 1) / self.fps
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.t0 = time.perf_counter()
+        for i, b in enumerate(self.blocks):
+            wait = self.due(i) - time.perf_counter()  # block i is complete at (i + 1) / fps
+            if wait > 0:
+                time.sleep(wait)
+            yield b

@@ -217,7 +217,8 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
         for job in plan_renders(files, split, render, Path(scratch), log):
             part = Part(progress, done, render=job.name)
             trace = render_to_mp4(animator, job.audio(), Path(tmp) / f"{job.name}.mp4", features, job.cues(),
-                                  fps=fps, batch_size=render.batch_size, progress=part)
+                                  fps=fps, batch_size=render.batch_size, progress=part,
+                                  stream_options=stream_options(render))
             done = part.done
             log(f"render@{files.identity}: {job.name}.mp4  {trace.n_frames} frames, {trace.fps:.1f} FPS; "
                 f"{trace.cue_note}")
@@ -235,15 +236,24 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
 
 def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_clip: str | None, cue_mode: str,
                     audio: str | Path | Iterable[np.ndarray], fps: float, out: str | Path | None = None,
-                    realtime: bool = True, on_frame: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:
+                    realtime: bool = True, on_frame: Callable[[int, np.ndarray], None] | None = None,
+                    options: Any = None) -> dict[str, Any]:
     """Live mode: render `audio` (a file, read at real-time pace if `realtime`, or float32 16 kHz blocks)
-    with cues from `cue_clip` (None = the identity's first clip) -> the latency summary."""
+    with cues from `cue_clip` (None = the identity's first clip) -> the latency summary. With `out`, the
+    per-frame latency and feature time go beside it in `<out>.stream.json`.
+    options: `render.audio.StreamOptions` of Whisper features (None = its defaults; see `stream_options`)."""
     from emotag_core.io.frames import FrameStore
     from emotag_core.render.api import render_stream
 
     clip = cue_clip or FrameStore(files.table("frames")).clip_ids[0]
     cues = cue_track(files, clip, 0, None, cue_mode)
-    trace = render_stream(animator, audio, features, cues, out=out, on_frame=on_frame, realtime=realtime, fps=fps)
+    trace = render_stream(animator, audio, features, cues, out=out, on_frame=on_frame, realtime=realtime, fps=fps,
+                          stream_options=options)
+    if out is not None:
+        from emotag_core.io.atomic import write_text
+
+        write_text(Path(f"{out}.stream.json"), json.dumps({**trace.summary(), "latency_s": trace.latency_s,
+                                                           "feature_s": trace.feature_s}, indent=1))
     return trace.summary()
 
 
@@ -252,3 +262,11 @@ def feature_backend(audio_features: Any, fps: float) -> Any:
     from emotag_core.teachers import audio as audio_teacher
 
     return audio_teacher.load(audio_features.backend, audio_features, fps=fps)
+
+
+def stream_options(render: Any) -> Any:
+    """`render.audio.StreamOptions` from the `RenderConfig` (`render.stream_*`)."""
+    from emotag_core.render.audio import StreamOptions
+
+    return StreamOptions(lookahead_s=render.stream_lookahead_s, left_context_s=render.stream_left_context_s,
+                         chunk_s=render.stream_chunk_s, padded=render.stream_padded)

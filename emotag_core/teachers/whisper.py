@@ -167,6 +167,25 @@ def mel_filters() -> np.ndarray:
     return _MEL_FB
 
 
+def log10_mel_frames(xp: np.ndarray, chunk: int = 6000) -> np.ndarray:
+    """Padded samples xp [P] -> log10 mel power [(P - 400) // 160 + 1, 80], frame m over xp[160 m: 160 m + 400]."""
+    m = (len(xp) - N_FFT) // HOP + 1
+    taper = np.hanning(N_FFT + 1)[:-1].astype(np.float32)                     # periodic Hann
+    fb = mel_filters()
+    out = np.empty((max(m, 0), N_MELS), np.float32)
+    for a in range(0, m, chunk):
+        b = min(m, a + chunk)
+        frames = np.lib.stride_tricks.sliding_window_view(xp[a * HOP: (b - 1) * HOP + N_FFT], N_FFT)[::HOP]
+        power = np.abs(np.fft.rfft(frames * taper, axis=-1)) ** 2                # [b - a, 201]
+        out[a:b] = np.log10(np.maximum(power.astype(np.float32) @ fb, 1e-10))
+    return out
+
+
+def normalise_mel(raw: np.ndarray, peak: float) -> np.ndarray:
+    """log10 mel [M, 80] -> Whisper's input [80, M]: clamped at `peak` - 8, then (x + 4) / 4."""
+    return ((np.maximum(raw, peak - 8.0) + 4.0) / 4.0).T.copy()
+
+
 def log_mel(audio: np.ndarray, chunk: int = 6000) -> np.ndarray:
     """audio [N] float32 16 kHz -> Whisper's normalised log-mel [80, N // 160].
 
@@ -180,24 +199,19 @@ def log_mel(audio: np.ndarray, chunk: int = 6000) -> np.ndarray:
         return np.zeros((N_MELS, 0), np.float32)
     pad = N_FFT // 2
     xp = np.pad(x, (pad, pad), mode="reflect" if len(x) > pad else "constant")
-    taper = np.hanning(N_FFT + 1)[:-1].astype(np.float32)                     # periodic Hann
-    fb = mel_filters()
-    out = np.empty((m, N_MELS), np.float32)
-    for a in range(0, m, chunk):
-        b = min(m, a + chunk)
-        frames = np.lib.stride_tricks.sliding_window_view(xp[a * HOP: (b - 1) * HOP + N_FFT], N_FFT)[::HOP]
-        power = np.abs(np.fft.rfft(frames * taper, axis=-1)) ** 2                # [b - a, 201]
-        out[a:b] = np.log10(np.maximum(power.astype(np.float32) @ fb, 1e-10))
-    out = np.maximum(out, out.max() - 8.0)
-    return ((out + 4.0) / 4.0).T.copy()
+    out = log10_mel_frames(xp[: (m - 1) * HOP + N_FFT], chunk)
+    return normalise_mel(out, float(out.max()))
 
 
 # ---------------------------------------------------------------------------------------------
 # frames
 
 
-def pool_to_frames(states: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
-    """Encoder states [J, D] at 50 Hz -> [n_frames, D]: triangular pooling over each frame's interval."""
+def pool_to_frames(states: np.ndarray, n_frames: int, fps: float, first_frame: int = 0,
+                   first_state: int = 0) -> np.ndarray:
+    """Encoder states [J, D] at 50 Hz -> [n_frames, D]: triangular pooling over each frame's interval.
+
+    states[0] is state `first_state` and the output starts at frame `first_frame` (a stream's slice)."""
     if len(states) == 0:
         raise ValueError("pool_to_frames(): no encoder states")
 
@@ -207,7 +221,7 @@ def pool_to_frames(states: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
         w = (pos - lo).astype(np.float32)[:, None]
         return (1 - w) * x[lo] + w * x[np.minimum(lo + 1, len(x) - 1)]
 
-    start = np.arange(n_frames) / fps * STATE_HZ                    # state index at each interval's start
+    start = (first_frame + np.arange(n_frames)) / fps * STATE_HZ - first_state  # state at each interval's start
     width = STATE_HZ / fps
     return (0.25 * interpolate_rows(states, start) + 0.5 * interpolate_rows(states, start + width / 2)
             + 0.25 * interpolate_rows(states, start + width)).astype(np.float32)
@@ -288,8 +302,8 @@ def build_torch_encoder(weights: dict[str, np.ndarray], dtype: Any = None, devic
     return enc.to(device=device, dtype=dtype or torch.float32).eval()
 
 
-def torch_encode(enc: Any, mel: Any) -> Any:
-    """WhisperEncoder on mel [B, 80, 2L] of any length L <= max positions -> [B, L, d].
+def torch_encode(enc: Any, mel: Any, offset: int = 0) -> Any:
+    """WhisperEncoder on mel [B, 80, 2L] at positions offset .. offset + L - 1 (<= max positions) -> [B, L, d].
 
     The same operations as `WhisperEncoder.forward` (conv1, GELU, conv2, GELU, + positions, layers,
     final LayerNorm), without its check that the input is exactly 30 s.
@@ -299,7 +313,7 @@ def torch_encode(enc: Any, mel: Any) -> Any:
     f = torch.nn.functional
     with torch.inference_mode():
         h = f.gelu(enc.conv2(f.gelu(enc.conv1(mel)))).permute(0, 2, 1)      # [B, L, d]
-        h = h + enc.embed_positions.weight[: h.shape[1]]
+        h = h + enc.embed_positions.weight[offset: offset + h.shape[1]]
         for layer in enc.layers:
             h = layer(h, None)
             h = h[0] if isinstance(h, tuple) else h                           # transformers 4.x returns tuples
@@ -422,11 +436,11 @@ class WhisperFeatures:
                 "pooling": "triangular 0.25/0.5/0.25 of the 50 Hz states at the start, centre and end of "
                            "each frame's display interval"}
 
-    def encode(self, mel: np.ndarray) -> np.ndarray:
-        """One window: mel [80, 2L] (L <= window) -> encoder states [L, 384] float32."""
+    def encode(self, mel: np.ndarray, pad: bool | None = None) -> np.ndarray:
+        """One window: mel [80, 2L] (L <= window) -> encoder states [L, 384] float32 (pad: None = self.pad)."""
         n = mel.shape[1] // 2
         x = mel
-        if self.pad and mel.shape[1] < 2 * self.positions:           # Whisper's own input: log-mel of zeros
+        if (self.pad if pad is None else pad) and mel.shape[1] < 2 * self.positions:           # Whisper's own input: log-mel of zeros
             x = np.concatenate([mel, np.full((N_MELS, 2 * self.positions - mel.shape[1]), self._floor, np.float32)], 1)
         if self.engine == "ctranslate2":
             import ctranslate2
