@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,13 +233,16 @@ def _train_and_score(run: Run, p: Any, folder: Path, models: Path, keep_preds: b
 
 def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | None, bundle: Path | None = None) -> None:
     """Every run of the spec as its own process (`jobs` at once, 1 torch thread each), cwd = `bundle` (default: the
-    spec's `bundle`, a folder made by `grmn_synth.py bundle` holding params.yaml and data/)."""
+    spec's `bundle`, a folder made by `grmn_synth.py bundle` holding params.yaml and data/), or a view of it with
+    the feature set of the run's `audio_features.backend` (`run_dirs`; `bundle --features whisper` carries one)."""
     spec = load_spec(spec_path)
     bundle = Path(bundle or spec.get("bundle") or ".")
     if not (bundle / "params.yaml").exists():
         raise SystemExit(f"device: {bundle}/params.yaml not found; carry the bundle (python bench/grmn_synth.py bundle {bundle})")
     runs = [r for r in expand(spec) if not only or r.name in only]
     out.mkdir(parents=True, exist_ok=True)
+    views = tempfile.mkdtemp(prefix="sweep-views-")
+    cwd = run_dirs(bundle, runs, Path(views))
     todo, live = list(runs), []
     t0 = time.time()
     while todo or live:
@@ -248,7 +253,7 @@ def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | No
             cmd = [sys.executable, str(Path(__file__).resolve()), "run-one", str(spec_path.resolve()), r.name,
                    "--out", str(out.resolve()), "--device", dev]
             path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=bundle,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd[r.name],
                                     env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path))
             live.append((r, log, proc, time.time()))
         time.sleep(1.0)
@@ -260,7 +265,25 @@ def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | No
                 log.close()
                 live.remove(item)
                 print(f"== {r.name}: exit {proc.returncode} after {time.time() - started:.0f} s", flush=True)
+    shutil.rmtree(views, ignore_errors=True)
     print(f"{len(runs)} run(s) in {time.time() - t0:.0f} s; table: python bench/sweep.py table {out}")
+
+
+def run_dirs(bundle: Path, runs: list[Run], views: Path) -> dict[str, Path]:
+    """Each run's cwd: the bundle, or for a run whose `audio_features.backend` is not the bundle's own, a view of
+    it with that backend's feature set (`grmn_synth_features.view`; one per backend, under `views`)."""
+    from grmn_synth_features import run_backend, view
+
+    params = yaml.safe_load((bundle / "params.yaml").read_text())
+    made: dict[str, Path] = {}
+    out = {}
+    for r in runs:
+        b = run_backend(apply_overrides(params, r.overrides))
+        if b not in made:
+            made[b] = view(bundle, b, views / b)
+            print(f"audio_features.backend {b}: runs read {made[b]}", flush=True)
+        out[r.name] = made[b]
+    return out
 
 
 # ---- tables: `dvc exp show --json` rows, from dvc or from a device --out folder
