@@ -18,8 +18,12 @@ bench/grmn_synth_device.sh SPEC`), `table` (from either).
 
     python bench/grmn_synth.py prepare [--ids ID...]  # workdir + dvc repro of synth..track (every id or these)
     python bench/sweep.py queue bench/sweeps/NAME.yaml  # then: cd /tmp/grmn_synth && dvc queue start -j 1
-    python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
-    python bench/grmn_synth.py ridge            # linear audio->jaw diagnostic (cwd: the workdir)
+    python bench/grmn_synth.py features --backend whisper [--ids ...] [--set whisper_engine=ctranslate2]
+                                                # another backend's features -> <workdir>/features/<backend>/<id>/
+    python bench/grmn_synth.py bundle DEST [--features whisper] [--fp16 native whisper]
+                                                # small copy of the workdir's tables for the device machine
+    python bench/grmn_synth.py ridge [--labels truth] [--backend whisper] [--targets ...] [--fp16]
+                                                # linear audio->jaw diagnostic (cwd: the workdir)
     python bench/grmn_synth.py teacher-check ID... [--scales 1,1.4] [--gains 3,6]  # emotion teacher vs intensity
     python bench/grmn_synth.py table            # markdown table of the session 1-5 results (bench/results/grmn_synth.json)
     python bench/grmn_synth.py analyse          # error analysis of those results' kept per-frame series
@@ -224,13 +228,13 @@ def _read_json(path: Path) -> Any:
 
 def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0),
                    labels: str = "tracked", backend: str | None = None, targets: list[str] | None = None,
-                   fp16: bool = False) -> dict[str, float | None]:
+                   fp16: bool = False, corpus: list[str] | None = None) -> dict[str, float | None]:
     """Diagnostic: ridge regression from +-k frames of (standardised) audio features to the TRACKED jaw of the
     corpus, scored like GRMN on the target's held-out clip (r vs the TRUE jaw). Run with cwd = the workdir.
 
     `labels="truth"` fits the corpus's TRUE jaw instead: a ceiling diagnostic only (nothing trains on it).
     `backend`: that feature set (`features/<backend>/<id>/`) instead of the DAG's; `targets`: score each of these
-    (default: params' first target); `fp16`: features rounded to float16 first."""
+    (default: params' first target); `fp16`: features rounded to float16 first; `corpus`: fit on these ids."""
     from grmn_synth_features import feature_path
     import pyarrow.parquet as pq
 
@@ -260,7 +264,8 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
             out.append(xc[idx].reshape(len(xc), -1))
         return np.concatenate(out), jaw, clips
 
-    parts = [windows(i) for i in p.corpus]
+    corpus = list(corpus or p.corpus)
+    parts = [windows(i) for i in corpus]
     x = np.concatenate([q[0] for q in parts])
     y = np.concatenate([q[1] for q in parts])
     mu, sd = x.mean(0), x.std(0) + 1e-6
@@ -275,7 +280,7 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
         for lam, w in ws.items():
             key = f"ridge_k{k}_{labels}_lambda{lam:g}"
             res[key if not targets else f"{tgt}.{key}"] = pearson(((xt - mu) / sd) @ w, truth[: len(xt)])
-    print(json.dumps({"backend": backend or "native", "fp16": fp16, "corpus": len(p.corpus), **res}))
+    print(json.dumps({"backend": backend or "native", "fp16": fp16, "corpus": len(corpus), **res}))
     return res
 
 
@@ -433,6 +438,7 @@ def main() -> None:
     rg.add_argument("--backend", help="read this feature set (features/<backend>/, `grmn_synth.py features`)")
     rg.add_argument("--targets", nargs="*", help="score these targets (default: params' targets[0])")
     rg.add_argument("--fp16", action="store_true", help="round the features to float16 first (as a bundle may)")
+    rg.add_argument("--corpus", nargs="*", help="fit on these identities (default: params' corpus)")
     tc = sub.add_parser("teacher-check", help="does the emotion teacher's e follow the synthetic intensity? (cwd: workdir)")
     tc.add_argument("ids", nargs="+")
     tc.add_argument("--scales", default="1.0,1.4")
@@ -463,7 +469,8 @@ def main() -> None:
         if a.out:
             a.out.write_text(json.dumps(res, indent=1))
     elif a.cmd == "ridge":
-        ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels, a.backend, a.targets, a.fp16)
+        ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels, a.backend, a.targets, a.fp16,
+                       a.corpus)
     elif a.cmd == "analyse":
         analyse(a.preds, a.part)
     elif a.cmd == "bundle":
