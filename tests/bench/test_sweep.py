@@ -150,3 +150,11 @@ def test_mean_table_groups_seeds_by_variant_and_target():
     assert out[0].startswith("| variant | target | runs | test.jaw_r mean (min-max) |")
     assert out[2] == "| whisper_u | gsyn_u | 3 | 0.850 (0.800-0.900), n=2 | 0.300 (0.300-0.300), n=3 |"
     assert out[3].startswith("| logmel_u | gsyn_u | 1 | 0.500 (0.500-0.500), n=1 |")
+
+
+def test_device_set_appends_overrides_after_the_runs_own():
+    r = sweep.expand(yaml.safe_load(SPEC))[0]
+    x = sweep.with_extra(r, ["pretrain.iters=5", "corpus=[\"c_a\"]"])
+    assert x.overrides == r.overrides + ["pretrain.iters=5", "corpus=[\"c_a\"]"] and x.name == r.name
+    assert sweep.apply_overrides({}, x.overrides)["pretrain"]["iters"] == 5  # later wins over the variant's 1000
+    assert sweep.with_extra(r, []) is r
