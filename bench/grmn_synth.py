@@ -18,8 +18,12 @@ bench/grmn_synth_device.sh SPEC`), `table` (from either).
 
     python bench/grmn_synth.py prepare [--ids ID...]  # workdir + dvc repro of synth..track (every id or these)
     python bench/sweep.py queue bench/sweeps/NAME.yaml  # then: cd /tmp/grmn_synth && dvc queue start -j 1
-    python bench/grmn_synth.py bundle DEST      # small copy of the workdir's tables for the device machine
-    python bench/grmn_synth.py ridge            # linear audio->jaw diagnostic (cwd: the workdir)
+    python bench/grmn_synth.py features --backend whisper [--ids ...] [--set whisper_engine=ctranslate2]
+                                                # another backend's features -> <workdir>/features/<backend>/<id>/
+    python bench/grmn_synth.py bundle DEST [--features whisper] [--fp16 native whisper]
+                                                # small copy of the workdir's tables for the device machine
+    python bench/grmn_synth.py ridge [--labels truth] [--backend whisper] [--targets ...] [--fp16]
+                                                # linear audio->jaw diagnostic (cwd: the workdir)
     python bench/grmn_synth.py teacher-check ID... [--scales 1,1.4] [--gains 3,6]  # emotion teacher vs intensity
     python bench/grmn_synth.py table            # markdown table of the session 1-5 results (bench/results/grmn_synth.json)
     python bench/grmn_synth.py analyse          # error analysis of those results' kept per-frame series
@@ -223,11 +227,15 @@ def _read_json(path: Path) -> Any:
 
 
 def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0),
-                   labels: str = "tracked") -> dict[str, float | None]:
+                   labels: str = "tracked", backend: str | None = None, targets: list[str] | None = None,
+                   fp16: bool = False, corpus: list[str] | None = None) -> dict[str, float | None]:
     """Diagnostic: ridge regression from +-k frames of (standardised) audio features to the TRACKED jaw of the
     corpus, scored like GRMN on the target's held-out clip (r vs the TRUE jaw). Run with cwd = the workdir.
 
-    `labels="truth"` fits the corpus's TRUE jaw instead: a ceiling diagnostic only (nothing trains on it)."""
+    `labels="truth"` fits the corpus's TRUE jaw instead: a ceiling diagnostic only (nothing trains on it).
+    `backend`: that feature set (`features/<backend>/<id>/`) instead of the DAG's; `targets`: score each of these
+    (default: params' first target); `fp16`: features rounded to float16 first; `corpus`: fit on these ids."""
+    from grmn_synth_features import feature_path
     import pyarrow.parquet as pq
 
     from emotag_core.config import load_params
@@ -235,10 +243,13 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
     p = load_params("params.yaml")
 
     def windows(ident: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a = pq.read_table(f"data/processed/{ident}/audio_features.parquet", columns=["clip_id", "frame", "feature"])
+        src = feature_path(Path("."), backend, ident) if backend else Path(f"data/processed/{ident}/audio_features.parquet")
+        a = pq.read_table(src, columns=["clip_id", "frame", "feature"])
         f = pq.read_table(f"data/processed/{ident}/flame.parquet", columns=["jaw"])
         clips = np.asarray(a.column("clip_id").to_pylist())
         x = np.asarray(a.column("feature").to_pylist(), np.float32)
+        if fp16:
+            x = x.astype(np.float16).astype(np.float32)
         jaw = np.asarray(f.column("jaw").to_pylist())[:, 0]
         if labels == "truth":
             frames = a.column("frame").to_numpy()
@@ -253,32 +264,42 @@ def ridge_baseline(k: int = 3, lambdas: tuple[float, ...] = (10.0, 100.0, 1000.0
             out.append(xc[idx].reshape(len(xc), -1))
         return np.concatenate(out), jaw, clips
 
-    parts = [windows(i) for i in p.corpus]
+    corpus = list(corpus or p.corpus)
+    parts = [windows(i) for i in corpus]
     x = np.concatenate([q[0] for q in parts])
     y = np.concatenate([q[1] for q in parts])
-    tgt = p.targets[0]
-    xt, _, ct = windows(tgt)
-    clip = sorted(set(ct))[-1]
-    truth = np.load(f"data/synthetic/{tgt}/truth/{clip}.npz")["jaw"][:, 0]
-    xt = xt[ct == clip][: len(truth)]
     mu, sd = x.mean(0), x.std(0) + 1e-6
     a = (x - mu) / sd
+    ws = {lam: np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (y - y.mean())) for lam in lambdas}
     res: dict[str, float | None] = {}
-    for lam in lambdas:
-        w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (y - y.mean()))
-        res[f"ridge_k{k}_{labels}_lambda{lam:g}"] = pearson(((xt - mu) / sd) @ w, truth[: len(xt)])
-    print(json.dumps(res))
+    for tgt in targets or [p.targets[0]]:
+        xt, _, ct = windows(tgt)
+        clip = sorted(set(ct))[-1]
+        truth = np.load(f"data/synthetic/{tgt}/truth/{clip}.npz")["jaw"][:, 0]
+        xt = xt[ct == clip][: len(truth)]
+        for lam, w in ws.items():
+            key = f"ridge_k{k}_{labels}_lambda{lam:g}"
+            res[key if not targets else f"{tgt}.{key}"] = pearson(((xt - mu) / sd) @ w, truth[: len(xt)])
+    print(json.dumps({"backend": backend or "native", "fp16": fp16, "corpus": len(corpus), **res}))
     return res
 
 
-def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images: int = 0, quality: int = 90) -> None:
+def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images: int = 0, quality: int = 90,
+                features: list[str] | None = None, fp16: list[str] | None = None) -> dict[str, int]:
     """A small copy of the workdir for the device machine: params, motion tables, frames without pixels,
     the target's held-out audio and truth (no landmarks), and `n_mouth` (no head model needed there).
 
     `images` > 0 (render-based runs, `pretrain.render: true`): the frame crops are kept, re-encoded at
     `images` x `images` (the loader resizes them to `pretrain.image_size` anyway, so pick that size) at JPEG
-    `quality`, and the targets' geometry tables (L_Geo) are copied."""
+    `quality`, and the targets' geometry tables (L_Geo) are copied.
+
+    `features`: also these backends' feature sets (`grmn_synth.py features`), under `features/<backend>/`.
+    Every motion table is rewritten losslessly smaller (`grmn_synth_features.compact`); the backends in
+    `fp16` (`native` = the DAG's own audio_features) get their features rounded to float16.
+    Returns the bytes of each part (`native`, each feature set, `other`)."""
     import shutil
+
+    from grmn_synth_features import compact, feature_path
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -307,12 +328,20 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     shutil.copy(workdir / "params.yaml", dest / "params.yaml")
-    (dest / "bundle.json").write_text(json.dumps({"n_mouth": n_mouth, "from": str(workdir)}))
+    fp16 = set(fp16 or [])
+    sizes = {"native": 0, **{b: 0 for b in features or []}}
     for ident in ids:
         src, dst = workdir / "data" / "processed" / ident, dest / "data" / "processed" / ident
         dst.mkdir(parents=True)
         for t in ("audio_features", "aus", "emotion", "identity", "flame"):
-            shutil.copy(src / f"{t}.parquet", dst / f"{t}.parquet")
+            compact(src / f"{t}.parquet", dst / f"{t}.parquet", fp16=t == "audio_features" and "native" in fp16)
+        sizes["native"] += (dst / "audio_features.parquet").stat().st_size
+        for b in features or []:
+            if not feature_path(workdir, b, ident).exists():
+                raise SystemExit(f"bundle: {feature_path(workdir, b, ident)} not found; run "
+                                 f"`python bench/grmn_synth.py features --backend {b} --ids {ident}` first")
+            compact(feature_path(workdir, b, ident), feature_path(dest, b, ident), fp16=b in fp16)
+            sizes[b] += feature_path(dest, b, ident).stat().st_size
         f = pq.read_table(src / "frames.parquet")  # same schema and metadata; JPEG bytes emptied or made small
         i = f.schema.get_field_index("jpeg")
         data = [pixels(b) for b in f.column(i).to_pylist()] if images > 0 else [b""] * f.num_rows
@@ -331,6 +360,13 @@ def make_bundle(workdir: Path, dest: Path, only: list[str] | None = None, images
             z.pop("landmarks2d", None)
             np.savez_compressed(dst / "synthetic" / ident / "truth" / npz.name, **z)
             shutil.copy(npz.with_suffix(".json"), dst / "synthetic" / ident / "truth" / npz.with_suffix(".json").name)
+    total = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+    sizes["other"] = total - sum(sizes.values())
+    (dest / "bundle.json").write_text(json.dumps({"n_mouth": n_mouth, "from": str(workdir), "ids": ids,
+                                                  "features": list(features or []), "fp16": sorted(fp16),
+                                                  "bytes": sizes}))
+    print(json.dumps({"bundle": str(dest), "bytes": sizes, "total": total}), flush=True)
+    return sizes
 
 
 def _n_mouth(p: Any, meta: dict[str, Any]) -> int:
@@ -399,6 +435,10 @@ def main() -> None:
     rg.add_argument("--lambdas", default="10,100,1000")
     rg.add_argument("--labels", choices=("tracked", "truth"), default="tracked",
                     help="truth: fit the corpus's true jaw (a ceiling diagnostic, never a training target)")
+    rg.add_argument("--backend", help="read this feature set (features/<backend>/, `grmn_synth.py features`)")
+    rg.add_argument("--targets", nargs="*", help="score these targets (default: params' targets[0])")
+    rg.add_argument("--fp16", action="store_true", help="round the features to float16 first (as a bundle may)")
+    rg.add_argument("--corpus", nargs="*", help="fit on these identities (default: params' corpus)")
     tc = sub.add_parser("teacher-check", help="does the emotion teacher's e follow the synthetic intensity? (cwd: workdir)")
     tc.add_argument("ids", nargs="+")
     tc.add_argument("--scales", default="1.0,1.4")
@@ -413,6 +453,13 @@ def main() -> None:
     bp.add_argument("--images", type=int, default=0,
                     help="keep the frame crops at this size (render-based runs; default 0: no pixels)")
     bp.add_argument("--quality", type=int, default=90, help="JPEG quality of the kept crops")
+    bp.add_argument("--features", nargs="*", default=[], help="also these backends' feature sets (see `features`)")
+    bp.add_argument("--fp16", nargs="*", default=[], help="round these feature sets to float16 (`native`: the DAG's)")
+    fe = sub.add_parser("features", help="another backend's audio features of prepared ids -> <workdir>/features/")
+    fe.add_argument("--backend", default="whisper")
+    fe.add_argument("--ids", nargs="*", help="these prepared identities (default: params' corpus and targets)")
+    fe.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="audio_features settings, e.g. whisper_engine=ctranslate2 whisper_threads=1")
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(WORKDIR, a.ids)
@@ -422,11 +469,21 @@ def main() -> None:
         if a.out:
             a.out.write_text(json.dumps(res, indent=1))
     elif a.cmd == "ridge":
-        ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels)
+        ridge_baseline(a.k, tuple(float(x) for x in a.lambdas.split(",")), a.labels, a.backend, a.targets, a.fp16,
+                       a.corpus)
     elif a.cmd == "analyse":
         analyse(a.preds, a.part)
     elif a.cmd == "bundle":
-        make_bundle(WORKDIR, a.dest, a.ids, a.images, a.quality)
+        make_bundle(WORKDIR, a.dest, a.ids, a.images, a.quality, a.features, a.fp16)
+    elif a.cmd == "features":
+        from grmn_synth_features import compute
+        from sweep import parse_value
+
+        from emotag_core.config import load_params
+
+        p = load_params(WORKDIR / "params.yaml")
+        ids = a.ids or list(dict.fromkeys(list(p.corpus) + list(p.targets)))
+        compute(WORKDIR, ids, a.backend, {k: parse_value(v) for k, v in (x.split("=", 1) for x in a.set)})
     else:
         print("\n\n".join(table(p) for p in a.paths))
 

@@ -12,8 +12,12 @@ runs' cwd), `gsplat` (render-based runs: the device needs the gsplat kit), `time
     python bench/sweep.py expand SPEC                       # the runs and their overrides
     python bench/sweep.py queue SPEC [--workdir DIR] [--dry-run]   # dvc exp run --queue per run, then: dvc queue start
     python bench/sweep.py device SPEC --out DIR [--device cuda] [--jobs N]   # runs in the spec's bundle (device machine)
-    python bench/sweep.py table SOURCE... [--metrics K,...]  # SOURCE: a bench workdir (dvc exp show --json there),
-                                                            # a saved `dvc exp show --json` file, or a device --out DIR
+    python bench/sweep.py table SOURCE... [--metrics K,...] [--mean]  # SOURCE: a bench workdir (dvc exp show
+                                            # --json there), a saved `dvc exp show --json` file, or a device --out DIR;
+                                            # --mean: also the mean over seeds of each (variant, target)
+
+A run whose `audio_features.backend` is not the bundle's own reads the bundle's `features/<backend>/` set instead
+(`run_dirs`; made by `grmn_synth.py features` + `bundle --features`, see bench/grmn_synth_features.py).
 
 Both paths write the metrics of `emotag_core.metrics.synth_truth.write_grmn_eval` at
 `data/metrics/<target>/grmn_eval.json` (the device: under `<out>/<run>/`, with the run's effective `params.yaml`),
@@ -24,13 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,15 +236,20 @@ def _train_and_score(run: Run, p: Any, folder: Path, models: Path, keep_preds: b
     (folder / "run.json").write_text(json.dumps(info, indent=1, default=str))
 
 
-def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | None, bundle: Path | None = None) -> None:
+def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | None, bundle: Path | None = None,
+           extra: list[str] | None = None) -> None:
     """Every run of the spec as its own process (`jobs` at once, 1 torch thread each), cwd = `bundle` (default: the
-    spec's `bundle`, a folder made by `grmn_synth.py bundle` holding params.yaml and data/)."""
+    spec's `bundle`, a folder made by `grmn_synth.py bundle` holding params.yaml and data/), or a view of it with
+    the feature set of the run's `audio_features.backend` (`run_dirs`; `bundle --features whisper` carries one).
+    `extra`: overrides appended to every run's (a smoke test: `pretrain.iters=50`)."""
     spec = load_spec(spec_path)
     bundle = Path(bundle or spec.get("bundle") or ".")
     if not (bundle / "params.yaml").exists():
         raise SystemExit(f"device: {bundle}/params.yaml not found; carry the bundle (python bench/grmn_synth.py bundle {bundle})")
-    runs = [r for r in expand(spec) if not only or r.name in only]
+    runs = [with_extra(r, extra) for r in expand(spec) if not only or r.name in only]
     out.mkdir(parents=True, exist_ok=True)
+    views = tempfile.mkdtemp(prefix="sweep-views-")
+    cwd = run_dirs(bundle, runs, Path(views))
     todo, live = list(runs), []
     t0 = time.time()
     while todo or live:
@@ -246,9 +258,9 @@ def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | No
             (out / r.name).mkdir(parents=True, exist_ok=True)
             log = open(out / r.name / "log.txt", "w")
             cmd = [sys.executable, str(Path(__file__).resolve()), "run-one", str(spec_path.resolve()), r.name,
-                   "--out", str(out.resolve()), "--device", dev]
+                   "--out", str(out.resolve()), "--device", dev, *(["--set", *extra] if extra else [])]
             path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=bundle,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd[r.name],
                                     env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path))
             live.append((r, log, proc, time.time()))
         time.sleep(1.0)
@@ -260,7 +272,30 @@ def device(spec_path: Path, out: Path, dev: str, jobs: int, only: list[str] | No
                 log.close()
                 live.remove(item)
                 print(f"== {r.name}: exit {proc.returncode} after {time.time() - started:.0f} s", flush=True)
+    shutil.rmtree(views, ignore_errors=True)
     print(f"{len(runs)} run(s) in {time.time() - t0:.0f} s; table: python bench/sweep.py table {out}")
+
+
+def with_extra(run: Run, extra: list[str] | None) -> Run:
+    """`run` with `extra` overrides applied after its own (`device --set`)."""
+    return Run(run.name, run.variant, run.seed, run.overrides + list(extra or [])) if extra else run
+
+
+def run_dirs(bundle: Path, runs: list[Run], views: Path) -> dict[str, Path]:
+    """Each run's cwd: the bundle, or for a run whose `audio_features.backend` is not the bundle's own, a view of
+    it with that backend's feature set (`grmn_synth_features.view`; one per backend, under `views`)."""
+    from grmn_synth_features import run_backend, view
+
+    params = yaml.safe_load((bundle / "params.yaml").read_text())
+    made: dict[str, Path] = {}
+    out = {}
+    for r in runs:
+        b = run_backend(apply_overrides(params, r.overrides))
+        if b not in made:
+            made[b] = view(bundle, b, views / b)
+            print(f"audio_features.backend {b}: runs read {made[b]}", flush=True)
+        out[r.name] = made[b]
+    return out
 
 
 # ---- tables: `dvc exp show --json` rows, from dvc or from a device --out folder
@@ -321,6 +356,29 @@ def table(entries: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> 
     return "\n".join(lines)
 
 
+def mean_table(entries: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> str:
+    """Markdown: one row per (variant, target): the mean of each metric over the variant's seeds (runs named
+    `<variant>_s<seed>`), its min-max, and the number of runs that reported it."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in exp_rows(entries):
+        name = str(e.get("name") or e["rev"])
+        variant = name.rsplit("_s", 1)[0] if name.rsplit("_s", 1)[-1].isdigit() else name
+        for path, m in e["data"]["metrics"].items():
+            if path.endswith("grmn_eval.json") and "data" in m:
+                groups.setdefault((variant, Path(path).parent.name), []).append(_flatten(m["data"]))
+    if not groups:
+        return "(no grmn_eval metrics found)"
+    lines = ["| variant | target | runs | " + " | ".join(f"{k} mean (min-max)" for k in metrics) + " |",
+             "|" + " --- |" * (3 + len(metrics))]
+    for (variant, target), ms in groups.items():
+        cells = []
+        for k in metrics:
+            v = [m[k] for m in ms if isinstance(m.get(k), (int, float))]
+            cells.append(f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f}), n={len(v)}" if v else "-")
+        lines.append(f"| {variant} | {target} | {len(ms)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _fmt(x: Any) -> str:
     if x is None:
         return "-"
@@ -354,14 +412,17 @@ def main() -> None:
     dv.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     dv.add_argument("--runs", nargs="*", help="only these run names")
     dv.add_argument("--bundle", type=Path, help="cwd of the runs (default: the spec's `bundle`)")
+    dv.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="append these overrides to every run")
     one = sub.add_parser("run-one", help="one run of a spec in this process (what `device` starts)")
     one.add_argument("spec", type=Path)
     one.add_argument("run")
     one.add_argument("--out", type=Path, required=True)
     one.add_argument("--device", default="cpu")
+    one.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     tb = sub.add_parser("table", help="markdown table from bench workdirs, dvc exp show --json files or device folders")
     tb.add_argument("sources", nargs="+", type=Path)
     tb.add_argument("--metrics", default=",".join(METRICS))
+    tb.add_argument("--mean", action="store_true", help="also the mean over seeds per (variant, target)")
     a = ap.parse_args()
     if a.cmd == "expand":
         for r in expand(load_spec(a.spec)):
@@ -369,15 +430,18 @@ def main() -> None:
     elif a.cmd == "queue":
         queue(a.spec, a.workdir, a.dry_run)
     elif a.cmd == "device":
-        device(a.spec, a.out, a.device, a.jobs, a.runs, a.bundle)
+        device(a.spec, a.out, a.device, a.jobs, a.runs, a.bundle, a.set)
     elif a.cmd == "run-one":
         spec = load_spec(a.spec)
         run = {r.name: r for r in expand(spec)}.get(a.run)
         if run is None:
             raise SystemExit(f"{a.spec}: no run {a.run}; `python bench/sweep.py expand {a.spec}` lists them")
-        run_one(run, a.out, a.device, bool(spec.get("keep_preds", False)))
+        run_one(with_extra(run, a.set), a.out, a.device, bool(spec.get("keep_preds", False)))
     else:
-        print(table([e for s in a.sources for e in read_source(s)], tuple(a.metrics.split(","))))
+        entries = [e for s in a.sources for e in read_source(s)]
+        print(table(entries, tuple(a.metrics.split(","))))
+        if a.mean:
+            print("\n" + mean_table(entries, tuple(a.metrics.split(","))))
 
 
 if __name__ == "__main__":

@@ -137,3 +137,24 @@ def test_device_runner_gives_the_stage_paths_numbers(tmp_path, one_torch_thread)
     info = json.loads((folder / "run.json").read_text())
     assert info["pretrain_it_s"] > 0 and info["train_curve"][-1]["step"] == 4
     assert info["targets"][TARGET]["adapt_frames"] == 125 and not list((w / "out").rglob("*.pt"))
+
+
+def test_mean_table_groups_seeds_by_variant_and_target():
+    def entry(name, target, r):
+        return {"rev": name, "name": name, "data": {"params": {}, "metrics": {
+            f"data/metrics/{target}/grmn_eval.json": {"data": {"test": {"jaw_r": r, "energy_r": 0.3}}}}}}
+
+    rows = [entry("whisper_u_s0", "gsyn_u", 0.8), entry("whisper_u_s1", "gsyn_u", 0.9), entry("logmel_u_s0", "gsyn_u", 0.5),
+            entry("whisper_u_s2", "gsyn_u", None)]
+    out = sweep.mean_table(rows, ("test.jaw_r", "test.energy_r")).splitlines()
+    assert out[0].startswith("| variant | target | runs | test.jaw_r mean (min-max) |")
+    assert out[2] == "| whisper_u | gsyn_u | 3 | 0.850 (0.800-0.900), n=2 | 0.300 (0.300-0.300), n=3 |"
+    assert out[3].startswith("| logmel_u | gsyn_u | 1 | 0.500 (0.500-0.500), n=1 |")
+
+
+def test_device_set_appends_overrides_after_the_runs_own():
+    r = sweep.expand(yaml.safe_load(SPEC))[0]
+    x = sweep.with_extra(r, ["pretrain.iters=5", "corpus=[\"c_a\"]"])
+    assert x.overrides == r.overrides + ["pretrain.iters=5", "corpus=[\"c_a\"]"] and x.name == r.name
+    assert sweep.apply_overrides({}, x.overrides)["pretrain"]["iters"] == 5  # later wins over the variant's 1000
+    assert sweep.with_extra(r, []) is r
