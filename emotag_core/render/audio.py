@@ -9,6 +9,7 @@ encoder attends over a whole 30 s window, so its features stream through `Whispe
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,8 +249,6 @@ class WhisperStream:
 
     def _emit(self, f0: int, f1: int, final: bool) -> np.ndarray:
         """Features of frames [f0, f1) from the audio arrived so far -> [f1 - f0, D]."""
-        import time
-
         t0 = time.perf_counter()
         W = self.W
         avail = (self.m0 // 2) if not final else (self.m0 + 1) // 2          # states whose mel has arrived
@@ -280,14 +279,12 @@ class WhisperStream:
         return out
 
     def _fade(self, k: int, j: np.ndarray) -> np.ndarray:
-        """Cross-fade weight of grid window k at states j (the offline ramps on an endless grid)."""
-        s, e, t = k * self.step, k * self.step + self.window, j + 0.5
-        w = np.ones(len(j), np.float32)
-        if self.window == self.step:                                          # no overlap: hard windows
-            return w
-        if k > 0:
-            w = np.minimum(w, (t - s) / (s - self.step + self.window - s))
-        return np.minimum(w, (e - t) / (e - s - self.step)).astype(np.float32)
+        """Cross-fade weight of grid window k at states j: the offline ramps (`crossfade_weights`) with
+        neighbours on both sides, as on an endless grid."""
+        s = k * self.step
+        starts = ([s - self.step] if k > 0 else []) + [s, s + self.step]
+        w = self.W.crossfade_weights(starts, self.window, s + 2 * self.window)[1 if k > 0 else 0]  # [window]
+        return w[j - s]
 
     # -- the FeatureStream interface ------------------------------------------------------------
 
