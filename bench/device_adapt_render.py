@@ -293,7 +293,9 @@ def _lmd(results: Path, processed: Path, rec: dict[str, Any]) -> dict[str, Any]:
     from emotag_core.config import from_dict, Params
     from emotag_core.io.tables import column_array
     from emotag_core.metrics.evaluate import detect, landmark_teacher, read_mp4
+    from emotag_core.io.audio import read_wav
     from emotag_core.metrics.motion import lmd, mouth_opening
+    from emotag_core.metrics.sync import frame_energy
     from emotag_core.render.jobs import clip_rows
 
     p = from_dict(Params, rec["params"])
@@ -313,7 +315,11 @@ def _lmd(results: Path, processed: Path, rec: dict[str, Any]) -> dict[str, Any]:
     r, g = mouth_opening(lm_p), mouth_opening(lm_g)
     good = ok & np.isfinite(r) & np.isfinite(g)
     corr = float(np.corrcoef(r[good], g[good])[0, 1]) if good.sum() > 2 and np.std(r[good]) > 0 else None
+    wave, sr = read_wav(results / "heldout.wav")
+    e = frame_energy(wave, sr, fps, len(pred))  # the baseline 'opening = audio energy', as evaluate's
+    corr_e = float(np.corrcoef(e[good], g[good])[0, 1]) if good.sum() > 2 and np.std(e[good]) > 0 else None
     return {"lmd": float(np.nanmean(d)) if np.isfinite(d).any() else None, "mouth_corr": corr,
+            "mouth_corr_energy": corr_e,
             "mouth_std_ratio": float(np.std(r[good]) / np.std(g[good])) if good.sum() > 2 and np.std(g[good]) > 0 else None,
             "face_found_render": float(ff_p.mean()), "on": "heldout_av.mp4 (H.264 crf 18 of the returned mp4)"}
 
