@@ -8,7 +8,8 @@ Nothing on this path imports mediapipe, dvc or PyAV (the device has none of them
 
 `run` (the library's own calls: `train.recipe.pretrain_run` on the bundle's corpus manifest unless the bundle
 carries a matching data/models/pretrain/grmn.pt, `adapt_run` on the adapt stage's split, then the held-out render
-through `render.driver.animate_stream` with the log-mel features streamed as render@<id> does) writes to OUT:
+through `render.driver.animate_stream` with the held-out audio's offline features, as render@<id> computes them, or
+with `--features table` the audio_features table's rows, for a backend whose model the device lacks) writes to OUT:
     metrics.json     psnr/ssim (+ _head, _frozen, _head_frozen) on the frames before encoding, adapt_s, pretrain_s,
                      FPS at batch 1 and 8 (`loop_fps_b*`: the streaming render loop as today's inference rows;
                      `animator_fps_b*`: features precomputed, animator calls only; encoding excluded in both),
@@ -139,7 +140,8 @@ def oracle_frames(files: Any, split: Any, animator: Any, batch: int = 8) -> list
     return out
 
 
-def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: int) -> dict[str, Any]:
+def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: int,
+        features_from: str = "backend") -> dict[str, Any]:
     """The whole device job (module doc) -> metrics.json's record."""
     import torch
     import yaml
@@ -150,9 +152,10 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     from emotag_core.metrics.evaluate import BATCH, _frozen_and_head, _State
     from emotag_core.metrics.image import psnr, ssim
     from emotag_core.render.adapted import animator_kind, load_animator
-    from emotag_core.render.audio import frame_blocks
+    from emotag_core.io.tables import column_array
+    from emotag_core.render.audio import OfflineFeatures, frame_blocks
     from emotag_core.render.driver import animate_stream
-    from emotag_core.render.jobs import TargetFiles, cue_track, feature_backend
+    from emotag_core.render.jobs import TargetFiles, clip_rows, cue_track, feature_backend
     from emotag_core.report import strip_image
     from emotag_core.split import Split
     from emotag_core.train.data import build_identity_index
@@ -203,12 +206,17 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     if sr != 16000:
         raise SystemExit(f"{files.audio(clip)}: {sr} Hz, expected the ingest's 16 kHz WAV")
     held = wave[int(round(h0 * sr / fps)):]
-    features = feature_backend(p.audio_features, fps)
+    blocks = list(frame_blocks([held], sr, fps))
+    if features_from == "table":  # the offline rows audio_features@<id> computed here (the device may lack the model)
+        fr_, t_ = clip_rows(files.table("audio_features"), "audio_features", clip, ["feature"])
+        features = OfflineFeatures(column_array(t_, "feature")[fr_ >= h0][:len(blocks)], "table")
+    else:  # render@<id>'s way: the backend over all of the held-out audio, before the render
+        features = OfflineFeatures.compute(feature_backend(p.audio_features, fps), blocks, fps)
+    rec["features"] = {"from": features_from, "backend": p.audio_features.backend, "frames": len(features.features)}
     cues = cue_track(files, clip, h0, None, "hold")
     load = lambda b: load_animator(model, p.flame, p.pretrain.rasterizer, p.render, p.ingest.size, batch=b)  # noqa: E731
     anim = load(p.render.batch_size)
     frames: list[np.ndarray] = []
-    blocks = list(frame_blocks([held], sr, fps))
     trace = animate_stream(anim, blocks, features, cues, lambda t, f, s: frames.append(f),
                            batch_size=p.render.batch_size, fps=fps)
     rec["render"] = {"animator": animator_kind(anim), "size": anim.size, "raster_size": anim.raster_size,
@@ -258,8 +266,12 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     del anim
     rec["speed"] = {"adapt_s": rec["adapt"]["wall_s"], "adapt_iters": p.adapt.iters,
                     "pretrain_s": rec["pretrain"].get("wall_s"), "pretrain_iters": p.pretrain.iters}
+    # the render loop as `render --stream` runs it: the backend streamed as audio arrives (table: replayed rows)
+    live = (feature_backend(p.audio_features, fps) if features_from == "backend" else
+            OfflineFeatures(np.concatenate([features.features] * reps)[:nb], "table"))
+    rec["speed"]["loop_features"] = "streamed" if features_from == "backend" else "table rows replayed (no feature cost)"
     for b in (1, 8):
-        rec["speed"].update(_fps(load, fblocks, features, cues, win, fps, dev, b))
+        rec["speed"].update(_fps(load, fblocks, live, cues, win, fps, dev, b))
     rec["params"] = to_dict(p)
     rec["wall_s"] = time.perf_counter() - t_all
     (out / "metrics.json").write_text(json.dumps(rec, indent=1, default=str))
@@ -333,12 +345,15 @@ def main() -> None:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--device", help="override pretrain/render/evaluate.device (e.g. cuda, cpu)")
     r.add_argument("--fps-frames", type=int, default=250, help="frames per FPS measurement")
+    r.add_argument("--features", choices=("backend", "table"), default="backend",
+                   help="held-out features: the profile's backend over the held-out audio (render@<id>'s way), or the "
+                        "audio_features table's rows (computed before bundling; for a backend whose model the device lacks)")
     f = sub.add_parser("finish", help="mux the returned mp4 + wav (+ LMD with --frames), here")
     f.add_argument("results", type=Path)
     f.add_argument("--frames", type=Path, help="the identity's processed folder (landmarks table) for LMD")
     a = ap.parse_args()
     if a.cmd == "run":
-        run(a.bundle, a.identity, a.out, a.device, a.fps_frames)
+        run(a.bundle, a.identity, a.out, a.device, a.fps_frames, a.features)
     else:
         print(json.dumps(finish(a.results, a.frames), indent=1))
 

@@ -10,6 +10,7 @@ set -uo pipefail
 : "${OUT:?set OUT}"
 spec=${1:?usage: grmn_synth_device.sh SPEC [sweep.py device options]}; shift
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null; nproc; date -u
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # the repo root (run from it): sweep.py's helpers import emotag_core
 if grep -q '^gsplat: true' "$spec"; then
   . "$(dirname "$0")/device_gsplat_env.sh"
   python3 -c "import gsplat; from gsplat.cuda._backend import _C; print('gsplat', gsplat.__version__, 'ext', _C is not None)" || exit 1

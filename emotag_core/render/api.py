@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from emotag_core.progress import NO_PROGRESS, Progress, Steps
-from emotag_core.render.audio import StreamOptions, frame_blocks, iter_samples, probe_duration
+from emotag_core.render.audio import OfflineFeatures, StreamOptions, frame_blocks, iter_samples, probe_duration
 from emotag_core.render.driver import Animator, CueTrack, RenderTrace, animate_stream, paced
 from emotag_core.render.video import Mp4Writer
 
@@ -24,10 +24,12 @@ def _blocks(audio: str | Path | Iterable[np.ndarray], fps: float) -> Iterable[np
 def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], out: str | Path, features: Any,
                   cues: CueTrack, fps: float = 25.0, batch_size: int = 8, feature_context: int = 4,
                   progress: Progress = NO_PROGRESS, on_frame: Callable[[int, np.ndarray], None] | None = None,
-                  stream_options: StreamOptions | None = None) -> RenderTrace:
+                  stream_options: StreamOptions | None = None, offline: bool = False) -> RenderTrace:
     """Render `audio` (a file of any common format, or float32 16 kHz blocks) to an H.264/AAC mp4.
 
-    Frames stream into the encoder as they are made; `out` appears only when complete.
+    Frames stream into the encoder as they are made; `out` appears only when complete. `offline`: the
+    features of the whole audio are computed first (`render.audio.OfflineFeatures`, the audio_features stage's
+    way: what the GRMN was trained on) instead of streamed as the audio is read.
     progress(frames written, frames the audio's duration gives (None when unknown)); the last call has the count.
     """
     total = None
@@ -41,7 +43,11 @@ def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], 
             if on_frame is not None:
                 on_frame(t, frame)
 
-        trace = animate_stream(animator, _blocks(audio, fps), features, cues, sink, batch_size=batch_size,
+        blocks = _blocks(audio, fps)
+        if offline and not isinstance(features, OfflineFeatures):
+            blocks = list(blocks)
+            features = OfflineFeatures.compute(features, blocks, fps)
+        trace = animate_stream(animator, blocks, features, cues, sink, batch_size=batch_size,
                                fps=fps, feature_context=feature_context, stream_options=stream_options,
                                progress=steps)
     steps.finish()

@@ -6,6 +6,8 @@ blocks into per-frame audio features incrementally, running the feature backend 
 audio context on both sides so the result matches a whole-file run away from the ends. Whisper's
 encoder attends over a whole 30 s window, so its features stream through `WhisperStream` instead
 (bounded lookahead and left context on the offline window grid); `feature_stream` picks the one.
+Offline renders (render@<id>) drive the avatar from `OfflineFeatures` instead: the whole clip's features,
+computed the way the audio_features stage computes them, so a file's render sees what the GRMN was trained on.
 """
 from __future__ import annotations
 
@@ -139,8 +141,57 @@ class StreamOptions:
     positions (PyTorch port only; cheaper on a CPU, further from the offline features)."""
 
 
+class OfflineFeatures:
+    """A whole clip's features, computed before its render as the audio_features stage computes them
+    (`backend.features` on all of the audio; [T, D]). `feature_stream` replays them frame by frame (the
+    `FeatureStream` interface, no lookahead). An offline render holds its clip's audio (64 KB per second)
+    and these rows in memory; the live paths (`render --stream`, `emotag serve`) stream instead."""
+
+    name = "offline"
+
+    def __init__(self, features: np.ndarray, source: str = "backend") -> None:
+        f = np.asarray(features, np.float32)
+        if f.ndim != 2 or not np.isfinite(f).all():
+            raise InputError(None, f"precomputed audio features must be a finite [T, D] array, got shape {f.shape}",
+                             "recompute them with the identity's audio_features backend")
+        self.features, self.feature_dim, self.source = f, int(f.shape[1]), source  # [T, D]
+
+    @classmethod
+    def compute(cls, backend: Any, blocks: list[np.ndarray], fps: float) -> OfflineFeatures:
+        """`backend.features` over the concatenated per-frame blocks [sample_rate / fps] -> one row per block."""
+        if not blocks:
+            raise InputError(None, "the driving audio is empty (0 frames)", "pass a file with sound")
+        return cls(backend.features(np.concatenate(blocks), len(blocks), fps), getattr(backend, "name", "backend"))
+
+    def stream(self) -> _Replay:
+        return _Replay(self.features)
+
+
+class _Replay:
+    """The `FeatureStream` interface over precomputed rows: each pushed block releases its own frame's row."""
+
+    lookahead_frames = 0
+
+    def __init__(self, features: np.ndarray) -> None:
+        self.features, self.feature_dim, self.pushed = features, features.shape[1], 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        i = self.pushed
+        if i >= len(self.features):
+            raise InputError(None, f"audio frame {i} has no precomputed features (they cover {len(self.features)} "
+                                   "frames)", "compute them over all of the audio that is rendered")
+        self.pushed += 1
+        return self.features[i: i + 1]
+
+    def finish(self) -> np.ndarray:
+        return np.zeros((0, self.feature_dim), np.float32)
+
+
 def feature_stream(backend: Any, fps: float, context: int, chunk: int, options: StreamOptions | None = None) -> Any:
-    """The incremental features of `backend`: `WhisperStream` for whisper, else the generic `FeatureStream`."""
+    """The incremental features of `backend`: `WhisperStream` for whisper, a replay of `OfflineFeatures`, else
+    the generic `FeatureStream`."""
+    if isinstance(backend, OfflineFeatures):
+        return backend.stream()
     if getattr(backend, "name", "") == "whisper":
         o = options or StreamOptions()
         return WhisperStream(backend, fps, o.lookahead_s, o.left_context_s, o.chunk_s, o.padded)

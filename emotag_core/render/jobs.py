@@ -209,6 +209,8 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
                               "raster_size": animator.raster_size, "gate_scale": render.gate_scale,
                               "gate_override": render.gate_override, "device": str(animator.device),
                               "animator": animator_kind(animator), "emotion_labels": list(EMOTION_LABELS),
+                              "features": "offline: each render's features over all of its audio, computed before it "
+                                          "(render.audio.OfflineFeatures, as audio_features@<id> computes them)",
                               "renders": {}}
     out.parent.mkdir(parents=True, exist_ok=True)  # scratch as a `.tmp-` sibling: swept after a kill
     with tempfile.TemporaryDirectory(prefix=".tmp-render-scratch-", dir=out.parent) as scratch, \
@@ -218,7 +220,7 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
             part = Part(progress, done, render=job.name)
             trace = render_to_mp4(animator, job.audio(), Path(tmp) / f"{job.name}.mp4", features, job.cues(),
                                   fps=fps, batch_size=render.batch_size, progress=part,
-                                  stream_options=stream_options(render))
+                                  stream_options=stream_options(render), offline=True)
             done = part.done
             log(f"render@{files.identity}: {job.name}.mp4  {trace.n_frames} frames, {trace.fps:.1f} FPS; "
                 f"{trace.cue_note}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotag_core.errors import ConfigError
+from emotag_core.errors import ConfigError, InputError
 from emotag_core.render.audio import FeatureStream, StreamOptions, WhisperStream, feature_stream
 from emotag_core.teachers import whisper as W
 from emotag_core.teachers.whisper_toy import write_random_encoder
@@ -187,3 +187,41 @@ def test_no_seams_between_chunks_on_real_speech(real):
 
 
 REL_TOL, COS_TOL = 0.25, 0.97
+
+
+class _Recording:
+    """An animator that keeps each frame's centre audio row (what the GRMN reads at the frame itself)."""
+
+    def __init__(self, inner):
+        self.inner, self.rows = inner, []
+        self.window, self.grmn, self.size = inner.window, inner.grmn, inner.size
+
+    def __call__(self, a, e, rot, trans):
+        self.rows += list(np.asarray(a)[:, self.window // 2])
+        return self.inner(a, e, rot, trans)
+
+
+def test_offline_render_is_driven_by_the_stage_features(toy_weights, tmp_path):
+    """render@<id> (`render_to_mp4(offline=True)`) reads the features audio_features@<id> would compute over the
+    same audio, row for row; the live stream (0.2 s lookahead) does not."""
+    from emotag_core.render.api import render_to_mp4
+    from emotag_core.render.audio import OfflineFeatures
+    from emotag_core.render.driver import animate_stream
+
+    from .fakes import cues, tiny_animator
+
+    be = toy(toy_weights)
+    x = speech_like(70, 6)
+    blocks = [x[i: i + N] for i in range(0, len(x), N)]
+    ref = be.features(x, 70, FPS)                                             # [70, 32], the stage's rows
+    off = _Recording(tiny_animator(audio_dim=32))
+    render_to_mp4(off, blocks, tmp_path / "off.mp4", be, cues(8), fps=FPS, batch_size=4, offline=True)
+    assert (tmp_path / "off.mp4").is_file()
+    np.testing.assert_allclose(np.stack(off.rows), ref, rtol=0, atol=1e-6)
+    live = _Recording(tiny_animator(audio_dim=32))
+    animate_stream(live, blocks, be, cues(8), lambda *a: None, batch_size=4,
+                   stream_options=StreamOptions(lookahead_s=0.2, chunk_s=0.08))
+    assert np.abs(np.stack(live.rows) - ref).max() > 1e-3 * np.abs(ref).max()
+    with pytest.raises(InputError, match="audio frame 70 has no precomputed features"):  # more audio than rows
+        animate_stream(tiny_animator(audio_dim=32), blocks + blocks[:1], OfflineFeatures(ref), cues(8),
+                       lambda *a: None, batch_size=4)
