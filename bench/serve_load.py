@@ -44,6 +44,7 @@ def build(args: argparse.Namespace, tmp: Path):  # noqa: ANN201 - (Renderer, Ser
         models, processed = tmp / "models", tmp / "processed"
         write_adapted(models, pt.n_gaussians, pt.d_model, pt.d_expr, pt.n_layers, pt.n_heads, pt.hidden)
         write_cue_tables(processed, load_head_model(FlameConfig(), "cpu").n_expr, n=50)
+        p.audio_features = dataclasses.replace(p.audio_features, backend="logmel")  # serve.tiny's GRMN reads log-mel
     cfg = dataclasses.replace(p.serve, queue_size=args.queue, workers=args.workers, max_audio_s=60.0)
     renderer = Renderer(lambda: ["bench"], lambda _i: load_avatar(models, TargetFiles("bench", processed), p, args.device),
                         tmp / "out", cfg.queue_size, cfg.workers, cfg.jpeg_quality, keep_jobs=4)

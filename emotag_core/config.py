@@ -78,8 +78,9 @@ class LandmarksConfig:
 
 @dataclass
 class AudioFeaturesConfig:
-    backend: str = "logmel"
-    """`wav2vec2` (paper), `whisper` (offline Whisper tiny.en encoder) or `logmel` (offline, no weights)."""
+    backend: str = "whisper"
+    """`whisper` (offline Whisper tiny.en encoder, the default: BENCHMARKS.md "Issue 19 item 4"), `wav2vec2`
+    (paper; `model_dir`) or `logmel` (offline, no weights)."""
     model_dir: str | None = None
     """Local directory or HF cache id of Wav2Vec2 (`facebook/wav2vec2-base-960h` layout)."""
     window: int = 16

@@ -192,7 +192,7 @@ def make_inputs(tmp_path: Path, seconds: float, rate: int = SR) -> tuple[Path, P
 def test_job_writes_one_row_per_frame_from_any_rate(tmp_path):
     frames, wav = make_inputs(tmp_path, 10.0, rate=22050)   # wrong rate: resampled, not rejected
     out = tmp_path / "audio_features.parquet"
-    n = audio.write_features(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig())
+    n = audio.write_features(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig(backend="logmel"))
     table, meta = read_table(out, "audio_features")
     assert n == 250 == table.num_rows
     assert meta["feature_dim"] == 320 and meta["sample_rate"] == SR and meta["window"] == 16
