@@ -121,7 +121,7 @@ def render_adhoc(identity: str, audio: Path, out: Path, realtime: bool = False) 
     animator = load_animator(need_adapted(identity, paths), p.flame, p.pretrain.rasterizer, p.render, p.ingest.size,
                              batch=1)
     return stream_identity(target_files(identity, paths, audio=False), animator,
-                           feature_backend(p.audio_features, p.ingest.fps), p.render.cue_clip, p.render.cue_mode,
+                           feature_backend(p.audio_features, p.ingest.fps, animator), p.render.cue_clip, p.render.cue_mode,
                            audio, p.ingest.fps, out=out, realtime=realtime, options=stream_options(p.render))
 
 

@@ -23,7 +23,7 @@ def main(identity: str) -> None:
     split = files.split(p.adapt, None, p.ingest.fps)
     animator = load_animator(paths.models, p.flame, p.pretrain.rasterizer, p.render, p.ingest.size)
     with progress_bar(f"render@{identity}") as bar:
-        render_identity(files, split, animator, feature_backend(p.audio_features, p.ingest.fps),
+        render_identity(files, split, animator, feature_backend(p.audio_features, p.ingest.fps, animator),
                         p.render, paths.renders, log=lambda s: print(s, flush=True), progress=bar)
 
 

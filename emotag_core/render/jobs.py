@@ -259,11 +259,20 @@ def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_c
     return trace.summary()
 
 
-def feature_backend(audio_features: Any, fps: float) -> Any:
-    """The audio feature backend the identity's tables (and so its GRMN) were built with."""
+def feature_backend(audio_features: Any, fps: float, animator: Any = None) -> Any:
+    """The audio feature backend the identity's tables (and so its GRMN) were built with. With `animator`,
+    fails before any work when the backend's features are not what its GRMN reads (`audio_features.backend`
+    changed after adapt@<id>, or a model from another profile)."""
+    from emotag_core.errors import ConfigError
     from emotag_core.teachers import audio as audio_teacher
 
-    return audio_teacher.load(audio_features.backend, audio_features, fps=fps)
+    be = audio_teacher.load(audio_features.backend, audio_features, fps=fps)
+    want = getattr(getattr(getattr(animator, "grmn", None), "spec", None), "audio_dim", None)
+    if want is not None and int(be.feature_dim) != int(want):
+        raise ConfigError(f"audio_features.backend `{audio_features.backend}` gives {be.feature_dim}-d features, but "
+                          f"the adapted GRMN reads {want}-d ones: set the backend it was trained with, or re-run "
+                          "`dvc repro adapt@<id>` (and its pretrain) with this one")
+    return be
 
 
 def stream_options(render: Any) -> Any:

@@ -54,7 +54,7 @@ def load_avatar(models: Path, files: Any, p: Any, device: str) -> Avatar:
 
     an = load_animator(models, p.flame, p.pretrain.rasterizer, p.render, p.ingest.size, device=device, batch=1)
     clip = p.render.cue_clip or FrameStore(files.table("frames")).clip_ids[0]
-    return Avatar(an, feature_backend(p.audio_features, p.ingest.fps),
+    return Avatar(an, feature_backend(p.audio_features, p.ingest.fps, an),
                   cue_track(files, clip, 0, None, p.render.cue_mode), p.ingest.fps)
 
 

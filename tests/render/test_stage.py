@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from emotag_core.config import RenderConfig
 from emotag_core.metrics.evaluate import dubbed
@@ -68,3 +69,18 @@ def test_default_renders_and_file_names(tmp_path):
     a.write_bytes(b"")
     jobs = plan_renders(files, _split(400), RenderConfig(audio=[str(a)]), tmp_path, lambda s: None)
     assert [(j.name, j.kind) for j in jobs] == [("speech", "file")]  # render.audio replaces the defaults
+
+
+def test_a_backend_whose_features_the_model_does_not_read_fails_before_any_work():
+    """`audio_features.backend` changed after adapt@<id> (e.g. whisper's 384-d states for a GRMN trained on 320-d
+    log-mel): a named ConfigError before the render, not a shape error mid-stream."""
+    from emotag_core.config import AudioFeaturesConfig
+    from emotag_core.errors import ConfigError
+    from emotag_core.render.jobs import feature_backend
+
+    from .fakes import tiny_animator
+
+    cfg = AudioFeaturesConfig(backend="logmel")
+    assert feature_backend(cfg, 25.0, tiny_animator(audio_dim=320)).feature_dim == 320
+    with pytest.raises(ConfigError, match=r"`logmel` gives 320-d features, but the adapted GRMN reads 384-d"):
+        feature_backend(cfg, 25.0, tiny_animator(audio_dim=384))
