@@ -10,12 +10,13 @@ from stages.common import Paths, main_for, need, params, progress_bar, stage, sw
 
 @stage("audio_features")
 def main(identity: str) -> None:
-    p = params().audio_features
+    pp = params()
+    p = pp.audio_features
     paths = Paths(identity)
     sweep(paths.processed)
     frames = need(paths.table("frames"), "the frame store", "ingest", identity)
     with progress_bar(f"audio_features@{identity}") as bar:
-        audio.write_features(frames, paths.audio, paths.table("audio_features"), p, bar)
+        audio.write_features(frames, paths.audio, paths.table("audio_features"), p, bar, fps=pp.ingest.fps)
 
 
 if __name__ == "__main__":

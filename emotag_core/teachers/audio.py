@@ -360,11 +360,12 @@ def load(backend: str, cfg: AudioFeaturesConfig, fps: float = 25.0) -> AudioFeat
 
 
 def write_features(frames_path: str | Path, audio_for: Callable[[str], Path], out_path: str | Path,
-                   cfg: AudioFeaturesConfig, progress: Progress = NO_PROGRESS) -> int:
+                   cfg: AudioFeaturesConfig, progress: Progress = NO_PROGRESS, fps: float | None = None) -> int:
     """Features of every frame of a frame store, from each clip's 16 kHz wav, into `out_path` (atomic).
 
     Rows follow the frame store exactly (same clips, same frames, same order); progress(rows, total) per clip.
-    Returns rows written. The backend loads (and fails on missing weights) before any clip is read.
+    Returns rows written. The backend loads (and fails on missing weights) before any clip is read. `fps`: the
+    rate the pipeline runs at (ingest.fps); a frame store at another rate is refused before any work.
     """
     from emotag_core.io.frames import FrameStore
     from emotag_core.io.tables import TableWriter
@@ -379,6 +380,9 @@ def write_features(frames_path: str | Path, audio_for: Callable[[str], Path], ou
     if missing:
         raise InputError(missing[0], f"audio of {len(missing)} clip(s) missing",
                          "re-run ingest (it writes one 16 kHz wav per clip)")
+    if fps is not None and abs(float(store.fps) - float(fps)) > 1e-6:
+        raise InputError(frames_path, f"frame store says {store.fps:g} fps, but the pipeline runs at ingest.fps "
+                                      f"{float(fps):g}", "re-run ingest with the current params")
     try:
         teacher = load(cfg.backend, cfg, fps=store.fps)  # fails here if weights are missing
     except ConfigError as exc:  # e.g. a frame rate the backend cannot align to: name the table it came from

@@ -113,8 +113,9 @@ def judge_handled(case: Case, scratch: Scratch, identity: str, text: str, code: 
             f = column_array(t, "feature")
             sel = t.column("clip_id").to_numpy(zero_copy_only=False).astype(str) == cid
             assert sel.sum() == n and np.isfinite(f[sel]).all()
-            if case.note == "silent":  # silence gives one constant feature vector, not -inf
+            if case.note == "silent" and meta["backend"] == "logmel":  # one constant vector, not -inf
                 assert np.ptp(f[sel], axis=0).max() < 1e-3
+            # (whisper: silence is finite states that still carry their window position; the job logs a warning)
     except AssertionError as exc:
         return Result(case.name, case.group, case.expect, "wrong", False, False, f"handled wrongly: {exc}")
     return Result(case.name, case.group, case.expect, "handled", True, False, f"{n} frames; face in {found.mean():.0%}")

@@ -204,3 +204,14 @@ def test_job_writes_one_row_per_frame_from_any_rate(tmp_path):
     # the frames after 7 s are louder than those before 5.5 s by ~ log((0.03 / 3e-4)^2) ~ 9
     power = np.log(np.exp(f.astype(np.float64)).sum(1))      # [250] total mel power per frame
     assert np.median(power[175:]) - np.median(power[:137]) > 6.0
+
+
+def test_job_refuses_a_frame_store_at_another_rate_than_the_pipeline(tmp_path):
+    """Any backend (Whisper aligns to any rate, so the backend cannot be the check): a frame store that says 25 fps
+    under `ingest.fps` 30 is named, before any row is written."""
+    frames, wav = make_inputs(tmp_path, 2.0)
+    out = tmp_path / "audio_features.parquet"
+    with pytest.raises(InputError, match=r"frames.*25 fps, but the pipeline runs at ingest.fps 30"):
+        audio.write_features(frames, lambda clip: tmp_path / f"{clip}.wav", out, AudioFeaturesConfig(backend="logmel"),
+                             fps=30.0)
+    assert not out.exists()
