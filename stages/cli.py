@@ -122,7 +122,8 @@ def render_adhoc(identity: str, audio: Path, out: Path, realtime: bool = False) 
                              batch=1)
     return stream_identity(target_files(identity, paths, audio=False), animator,
                            feature_backend(p.audio_features, p.ingest.fps, animator), p.render.cue_clip, p.render.cue_mode,
-                           audio, p.ingest.fps, out=out, realtime=realtime, options=stream_options(p.render))
+                           audio, p.ingest.fps, out=out, realtime=realtime, options=stream_options(p.render),
+                           offline=not realtime)
 
 
 def demo_renderer(p):  # noqa: ANN001, ANN201 - Params -> (serve.jobs.Renderer, device label)

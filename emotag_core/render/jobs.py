@@ -239,13 +239,22 @@ def render_identity(files: TargetFiles, split: Split, animator: Animator, featur
 def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_clip: str | None, cue_mode: str,
                     audio: str | Path | Iterable[np.ndarray], fps: float, out: str | Path | None = None,
                     realtime: bool = True, on_frame: Callable[[int, np.ndarray], None] | None = None,
-                    options: Any = None) -> dict[str, Any]:
+                    options: Any = None, offline: bool = False) -> dict[str, Any]:
     """Live mode: render `audio` (a file, read at real-time pace if `realtime`, or float32 16 kHz blocks)
     with cues from `cue_clip` (None = the identity's first clip) -> the latency summary. With `out`, the
     per-frame latency and feature time go beside it in `<out>.stream.json`.
-    options: `render.audio.StreamOptions` of Whisper features (None = its defaults; see `stream_options`)."""
+    options: `render.audio.StreamOptions` of Whisper features (None = its defaults; see `stream_options`).
+    offline: the features of the whole audio first (`render.audio.OfflineFeatures`, as render@<id>), for a file
+    rendered without `--stream`."""
     from emotag_core.io.frames import FrameStore
     from emotag_core.render.api import render_stream
+
+    if offline:
+        from emotag_core.render.audio import OfflineFeatures, frame_blocks, iter_samples
+
+        src = iter_samples(audio, SAMPLE_RATE) if isinstance(audio, (str, Path)) else audio
+        audio = list(frame_blocks(src, SAMPLE_RATE, fps))
+        features = OfflineFeatures.compute(features, audio, fps)
 
     clip = cue_clip or FrameStore(files.table("frames")).clip_ids[0]
     cues = cue_track(files, clip, 0, None, cue_mode)

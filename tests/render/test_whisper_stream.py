@@ -225,3 +225,20 @@ def test_offline_render_is_driven_by_the_stage_features(toy_weights, tmp_path):
     with pytest.raises(InputError, match="audio frame 70 has no precomputed features"):  # more audio than rows
         animate_stream(tiny_animator(audio_dim=32), blocks + blocks[:1], OfflineFeatures(ref), cues(8),
                        lambda *a: None, batch_size=4)
+
+
+def test_emotag_render_without_stream_reads_the_offline_features(toy_weights, tmp_path, monkeypatch):
+    """`emotag render ID FILE` (no --stream) = stream_identity(offline=True): the whole file's stage features."""
+    from emotag_core.render import jobs
+
+    from .fakes import cues, tiny_animator
+
+    monkeypatch.setattr(jobs, "cue_track", lambda *a: cues(8))
+    be = toy(toy_weights)
+    x = speech_like(40, 7)
+    rec = _Recording(tiny_animator(audio_dim=32))
+    summary = jobs.stream_identity(jobs.TargetFiles("anna", tmp_path), rec, be, "c0", "hold",
+                                   [x[i: i + N] for i in range(0, len(x), N)], FPS, out=tmp_path / "f.mp4",
+                                   realtime=False, offline=True)
+    assert summary["frames"] == 40
+    np.testing.assert_allclose(np.stack(rec.rows), be.features(x, 40, FPS), rtol=0, atol=1e-6)
