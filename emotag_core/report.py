@@ -82,7 +82,8 @@ def curves_png(curves: Mapping[str, Sequence[float]], fps: float, title: str) ->
     import matplotlib.pyplot as plt
 
     keys = [k for k, v in curves.items() if len(v) and np.isfinite(np.asarray(v, float)).any()]
-    fig, axes = plt.subplots(max(1, len(keys)), 1, figsize=(8, 1.6 * max(1, len(keys))), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(max(1, len(keys)), 1, figsize=(8, 1.6 * max(1, len(keys))), sharex=True, squeeze=False,
+                             layout="constrained")  # the title sits on the panels, not 12 % of a tall figure above them
     for ax, k in zip(axes[:, 0], keys):
         v = np.asarray(curves[k], float)
         ax.plot(np.arange(len(v)) / fps, v, lw=1)
