@@ -184,7 +184,8 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     else:
         prior = Path(".work/pretrain/grmn.pt")
         _log(f"pretrain {p.pretrain.iters} it on {p.corpus}")
-        rec["pretrain"] = pretrain_run(p, Path("data/processed/_corpus"), prior.parent, Path(".work/ck/pretrain"), None, log=partial(JsonLinesLog, out / "pretrain.jsonl"))
+        rec["pretrain"] = pretrain_run(p, Path("data/processed/_corpus"), prior.parent, Path(".work/ck/pretrain"), None,
+                                       log=partial(JsonLinesLog, out / "pretrain.jsonl"))
         _log(f"pretrain {rec['pretrain']['wall_s']:.1f} s")
     # 2. adapt (the adapt stage's split)
     ix = build_identity_index(identity, identity_tables(Path("data/processed") / identity))

@@ -26,14 +26,16 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(drv, js: str, timeout: float, what: str):  # noqa: ANN001, ANN202 - selenium driver -> the script's value
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        v = drv.execute_script("return " + js)
-        if v:
-            return v
-        time.sleep(0.1)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}: {drv.execute_script('return window.demo.errors')}")
+def _wait(drv, js: str, timeout: float, what: str) -> None:  # noqa: ANN001 - a selenium driver
+    """Until the page's `js` is truthy (selenium's WebDriverWait); a named exit on timeout."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(drv, timeout, poll_frequency=0.1).until(lambda d: d.execute_script("return " + js))
+    except TimeoutException:
+        raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}: "
+                         f"{drv.execute_script('return window.demo.errors')}") from None
 
 
 def main() -> None:

@@ -21,6 +21,13 @@ def _blocks(audio: str | Path | Iterable[np.ndarray], fps: float) -> Iterable[np
     return frame_blocks(audio, SAMPLE_RATE, fps)
 
 
+def _offline(audio: str | Path | Iterable[np.ndarray], features: Any, fps: float
+             ) -> tuple[list[np.ndarray], OfflineFeatures]:
+    """The audio's per-frame blocks and their whole-clip features (`OfflineFeatures`: what the GRMN was trained on)."""
+    blocks = list(_blocks(audio, fps))
+    return blocks, (features if isinstance(features, OfflineFeatures) else OfflineFeatures.compute(features, blocks, fps))
+
+
 def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], out: str | Path, features: Any,
                   cues: CueTrack, fps: float = 25.0, batch_size: int = 8, feature_context: int = 4,
                   progress: Progress = NO_PROGRESS, on_frame: Callable[[int, np.ndarray], None] | None = None,
@@ -43,10 +50,7 @@ def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], 
             if on_frame is not None:
                 on_frame(t, frame)
 
-        blocks = _blocks(audio, fps)
-        if offline and not isinstance(features, OfflineFeatures):
-            blocks = list(blocks)
-            features = OfflineFeatures.compute(features, blocks, fps)
+        blocks, features = _offline(audio, features, fps) if offline else (_blocks(audio, fps), features)
         trace = animate_stream(animator, blocks, features, cues, sink, batch_size=batch_size,
                                fps=fps, feature_context=feature_context, stream_options=stream_options,
                                progress=steps)
@@ -57,7 +61,7 @@ def render_to_mp4(animator: Animator, audio: str | Path | Iterable[np.ndarray], 
 def render_stream(animator: Animator, audio: str | Path | Iterable[np.ndarray], features: Any, cues: CueTrack,
                   out: str | Path | None = None, on_frame: Callable[[int, np.ndarray], None] | None = None,
                   realtime: bool = True, fps: float = 25.0, feature_context: int = 2,
-                  stream_options: StreamOptions | None = None) -> RenderTrace:
+                  stream_options: StreamOptions | None = None, offline: bool = False) -> RenderTrace:
     """Live mode (`emotag render --stream`): audio read incrementally, frames out one by one.
 
     audio: a file (read at real-time pace when `realtime`) or an iterable of float32 16 kHz
@@ -65,9 +69,10 @@ def render_stream(animator: Animator, audio: str | Path | Iterable[np.ndarray], 
     and, if `out` is given, into an mp4 with the audio. The returned trace holds the per-frame
     latency (frame out - arrival of its audio) and feature time, the lookahead, the time to the first
     frame (from the start and from the first audio) and whether it came before the input ended.
-    Whisper features stream with `stream_options` (`render.audio.WhisperStream`).
+    Whisper features stream with `stream_options` (`render.audio.WhisperStream`); `offline`: the whole audio's
+    features are computed first instead (a file rendered without `--stream`, as `render_to_mp4(offline=True)`).
     """
-    blocks = _blocks(audio, fps)
+    blocks, features = _offline(audio, features, fps) if offline else (_blocks(audio, fps), features)
     if realtime:
         blocks = paced(blocks, fps)
 

@@ -249,17 +249,10 @@ def stream_identity(files: TargetFiles, animator: Animator, features: Any, cue_c
     from emotag_core.io.frames import FrameStore
     from emotag_core.render.api import render_stream
 
-    if offline:
-        from emotag_core.render.audio import OfflineFeatures, frame_blocks, iter_samples
-
-        src = iter_samples(audio, SAMPLE_RATE) if isinstance(audio, (str, Path)) else audio
-        audio = list(frame_blocks(src, SAMPLE_RATE, fps))
-        features = OfflineFeatures.compute(features, audio, fps)
-
     clip = cue_clip or FrameStore(files.table("frames")).clip_ids[0]
     cues = cue_track(files, clip, 0, None, cue_mode)
     trace = render_stream(animator, audio, features, cues, out=out, on_frame=on_frame, realtime=realtime, fps=fps,
-                          stream_options=options)
+                          stream_options=options, offline=offline)
     if out is not None:
         from emotag_core.io.atomic import write_text
 
@@ -276,8 +269,8 @@ def feature_backend(audio_features: Any, fps: float, animator: Any = None) -> An
     from emotag_core.teachers import audio as audio_teacher
 
     be = audio_teacher.load(audio_features.backend, audio_features, fps=fps)
-    want = getattr(getattr(getattr(animator, "grmn", None), "spec", None), "audio_dim", None)
-    if want is not None and int(be.feature_dim) != int(want):
+    want = None if animator is None else int(animator.grmn.spec.audio_dim)
+    if want is not None and int(be.feature_dim) != want:
         raise ConfigError(f"audio_features.backend `{audio_features.backend}` gives {be.feature_dim}-d features, but "
                           f"the adapted GRMN reads {want}-d ones: set the backend it was trained with, or re-run "
                           "`dvc repro adapt@<id>` (and its pretrain) with this one")
