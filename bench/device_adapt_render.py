@@ -17,6 +17,8 @@ with `--features table` the audio_features table's rows, for a backend whose mod
     heldout.mp4      the held-out render (PyAV's H.264 when it is installed, else OpenCV's mp4v) and heldout.wav
     strip.png        ground truth | render | error | frozen frame for four held-out frames
     pretrain.jsonl, adapt.jsonl   the training curves
+    motion.npz       the held-out jaw of the adapted and of the pretrained GRMN (before adaptation) and the tracked
+                     one; metrics.json's `motion` scores them (Pearson r and std ratio of the opening, jaw[:, 0])
 `finish` (here, with ffmpeg) muxes heldout.mp4 + heldout.wav into heldout_av.mp4 (H.264 + AAC) and, given the
 identity's processed folder with its landmarks table, adds LMD and mouth_corr from the landmarks teacher.
 """
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-OUT_FILES = ("metrics.json", "heldout.mp4", "heldout.wav", "strip.png", "pretrain.jsonl", "adapt.jsonl")
+OUT_FILES = ("metrics.json", "heldout.mp4", "heldout.wav", "strip.png", "pretrain.jsonl", "adapt.jsonl", "motion.npz")
 
 
 def _log(msg: str) -> None:
@@ -138,6 +140,34 @@ def oracle_frames(files: Any, split: Any, animator: Any, batch: int = 8) -> list
                 img = torch.nn.functional.interpolate(img, size=(animator.size,) * 2, mode="bilinear", align_corners=False)
             out += list((img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return out
+
+
+def motion_check(grmn_paths: dict[str, Path], s_vec: Any, win: tuple[np.ndarray, ...], tracked_jaw: np.ndarray,
+                 device: str, out: Path) -> dict[str, Any]:
+    """Jaw opening (jaw[:, 0], rad) the GRMNs in `grmn_paths` predict from the held-out windows `win` (audio, AUs;
+    as `_windows`), against the tracked jaw [N, 3]: does the motion network move the mouth before the avatar
+    draws it? -> {name: {r, std_ratio}}; the traces go to OUT/motion.npz."""
+    import torch
+
+    from emotag_core.train.checkpoint import load_model
+
+    n = min(len(tracked_jaw), len(win[0]))
+    ref = tracked_jaw[:n, 0]
+    traces, res = {"tracked": ref}, {}
+    for name, path in grmn_paths.items():
+        grmn, _ = load_model(path, device)
+        grmn.eval()
+        with torch.no_grad():
+            a = torch.as_tensor(win[0][:n], dtype=torch.float32, device=device)
+            e = torch.as_tensor(win[1][:n], dtype=torch.float32, device=device)
+            jaw = grmn(a, e, torch.as_tensor(s_vec, dtype=torch.float32, device=device).reshape(1, -1).expand(n, -1)).jaw
+        x = jaw[:, 0].float().cpu().numpy()
+        traces[name] = x
+        ok = x.std() > 1e-9 and ref.std() > 1e-9
+        res[name] = {"r": float(np.corrcoef(x, ref)[0, 1]) if ok else None,
+                     "std_ratio": float(x.std() / max(ref.std(), 1e-9)), "frames": int(n)}
+    np.savez(out / "motion.npz", **traces)
+    return res
 
 
 def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: int,
@@ -260,6 +290,11 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     rec["video"] = write_video(out / "heldout.mp4", pred, held, fps, sr)
     # 5. speed: batch 1 and 8, encoding excluded
     win = _windows(files.table("audio_features"), clip, h0, anim.window, cues)
+    fr_j, t_j = clip_rows(files.table("flame"), "flame", clip, ["jaw"])
+    tracked = column_array(t_j, "jaw")[fr_j >= h0]
+    rec["motion"] = motion_check({"adapted": model / "grmn.pt", "pretrained": prior}, anim.s.cpu().numpy(), win,
+                                 tracked, dev, out)
+    _log(f"motion {json.dumps(rec['motion'])}")
     nb = max(8, min(fps_frames, len(blocks)))
     reps = -(-nb // len(blocks))
     fblocks = (blocks * reps)[:nb]

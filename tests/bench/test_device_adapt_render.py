@@ -75,7 +75,7 @@ def test_bundle_and_device_command_without_mediapipe_dvc_pyav(tmp_path: Path) ->
     r = subprocess.run([sys.executable, "-c", RUNNER.format(block=BLOCK, script=script, args=args)], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    for f in ("metrics.json", "heldout.mp4", "heldout.wav", "strip.png", "pretrain.jsonl", "adapt.jsonl"):
+    for f in ("metrics.json", "heldout.mp4", "heldout.wav", "strip.png", "pretrain.jsonl", "adapt.jsonl", "motion.npz"):
         assert (out / f).stat().st_size > 0, f
     m = json.loads((out / "metrics.json").read_text())
     for k in ("psnr", "ssim", "psnr_frozen", "ssim_frozen", "psnr_oracle", "ssim_oracle"):
@@ -85,4 +85,9 @@ def test_bundle_and_device_command_without_mediapipe_dvc_pyav(tmp_path: Path) ->
     assert m["metrics"]["frames"] == 25 and m["metrics"]["heldout"]["from_frame"] == 50
     for k in ("adapt_s", "pretrain_s", "loop_fps_b1", "animator_fps_b1", "loop_fps_b8", "animator_fps_b8"):
         assert m["speed"][k] > 0, k
+    traces = np.load(out / "motion.npz")
+    assert set(traces.files) == {"tracked", "adapted", "pretrained"} and len(traces["adapted"]) == 25
+    assert not np.allclose(traces["adapted"], traces["pretrained"])  # adaptation changed the GRMN
+    for k in ("adapted", "pretrained"):
+        assert m["motion"][k]["frames"] == 25 and m["motion"][k]["std_ratio"] >= 0
     assert m["video"].startswith("opencv") and m["params"]["pretrain"]["iters"] == 2
