@@ -89,6 +89,20 @@ def init_audio_norm(grmn: GRMN, indices: list[IdentityIndex]) -> None:
         grmn.set_audio_stats(*audio_feature_stats([ix.tables["audio_features"] for ix in indices]))
 
 
+def check_head_model(head: Any, indices: list[IdentityIndex], who: str) -> None:
+    """The tables were tracked with the head model the params load (`flame.model`), else a ConfigError naming the
+    identity's flame table: an avatar bound to one mesh cannot read another mesh's expression coefficients."""
+    from emotag_core.errors import ConfigError
+
+    want = head.metadata()
+    for ix in indices:
+        got = (ix.meta["flame_model"], int(ix.meta["n_expr"]))
+        if got != (want["flame_model"], int(want["n_expr"])):
+            raise ConfigError(f"{who}: {ix.tables['flame']} was tracked with the `{got[0]}` head model ({got[1]} "
+                              f"expressions) but flame.model loads `{want['flame_model']}` ({want['n_expr']}); set "
+                              f"flame.model: {got[0]}, or re-run track@{ix.identity} and what follows (`dvc repro`)")
+
+
 def fingerprint(*parts: Any) -> str:
     """A short digest of everything a run's result depends on (its checkpoints resume only under the same one)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -165,6 +179,7 @@ def pretrain_run_indices(p: Any, indices: list[IdentityIndex], out_dir: Path, ck
     dev = c.device
     sw = loss_switches(c, p.ablation)
     head = load_head_model(p.flame, dev)
+    check_head_model(head, indices, "pretrain")
     scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev) for ix in indices}
     n_mouth = next(iter(scenes.values())).n_mouth
     if not c.render:  # motion-only: the scenes only tell the mouth-Gaussian count; nothing is rendered
@@ -263,6 +278,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
                           f"but the pretrained GRMN read {extra.get('audio_backend')}/{extra.get('feature_dim')}; "
                           "re-run audio_features with the corpus's backend")
     head = load_head_model(p.flame, dev)
+    check_head_model(head, [ix], f"adapt@{identity}")
     scene = build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev)
     if scene.n_mouth != grmn.spec.n_mouth:
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "

@@ -113,3 +113,22 @@ def test_the_indices_entry_resumes_the_manifest_runs_checkpoint(workdir: Path, m
     assert got["resumed_from"] == 2 and got["final"] == full["final"]
     _equal_models(w / "full" / "grmn.pt", w / "m" / "grmn.pt")
     assert [r["step"] for r in JsonLinesLog.read(w / "m.jsonl")] == [3]  # only the steps after the resume
+
+
+def test_runs_refuse_tables_tracked_with_another_head_model(workdir: Path) -> None:
+    from emotag_core.errors import ConfigError
+
+    w = workdir
+    p = load_params(w / "params.yaml")
+    corpus = [build_identity_index(CORPUS, identity_tables(w / "data" / "processed" / CORPUS))]
+    assert corpus[0].meta["flame_model"] == "open"
+    pretrain_run_indices(p, corpus, w / "pre", w / "ck", partial(JsonLinesLog, w / "pre.jsonl"))
+    p.flame.model = "ict"  # e.g. `emotag profile paper` without re-running track
+    with pytest.raises(ConfigError, match=r"tracked with the `open` head model .* loads `ict`"):
+        pretrain_run_indices(p, corpus, w / "pre2", w / "ck2", partial(JsonLinesLog, w / "pre2.jsonl"))
+    assert not (w / "pre2" / "grmn.pt").exists()
+    ix = build_identity_index(TARGET, identity_tables(w / "data" / "processed" / TARGET))
+    split = Split.from_config(p.adapt, None, ix.index, ix.meta["fps"])
+    with pytest.raises(ConfigError, match=rf"adapt@{TARGET}: .*flame.*`open`.*re-run track@{TARGET}"):
+        adapt_run(p, ix, split, w / "pre" / "grmn.pt", w / "t", w / "ck_t", None, log=partial(JsonLinesLog, w / "t.jsonl"))
+    assert not (w / "t" / "grmn.pt").exists()
