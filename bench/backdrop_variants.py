@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -29,24 +28,17 @@ def main() -> None:
     ap.add_argument("--eval-from", type=float, default=5.0)
     a = ap.parse_args()
 
-    from emotag_core.avatar.plate import MaskRows, background_plate, backdrop, torso_layer
-    from emotag_core.io.frames import FrameStore
     from emotag_core.io.tables import TableReader, column_array
     from emotag_core.metrics.image import psnr
-    from emotag_core.split import Split
     from emotag_core.teachers.segmentation import BACKGROUND, HAIR, HEAD, NECK, TORSO
+    from region_errors import split_rows, static_backdrop  # bench scripts import each other as top-level modules
 
-    store = FrameStore(a.data / "frames.parquet")
-    masks = MaskRows(a.data / "masks.parquet", store.keys)
-    split = Split.from_config(SimpleNamespace(train_seconds=a.train_seconds, eval_from_s=a.eval_from), None,
-                              store.keys, float(store.fps))
-    train = np.nonzero(split.adapt_mask(len(store.keys)))[0]
-    held = split.heldout_rows(store.keys)
+    store, masks, split, train, held = split_rows(a.data, a.train_seconds, a.eval_from)
     fl = TableReader(a.data / "flame.parquet", "flame").read(columns=["rot", "trans"])
     pose = np.concatenate([column_array(fl, k) for k in ("rot", "trans")], 1)  # [N, 6], frame-store rows
-    plate, _ = background_plate(store, masks, train)
-    static = backdrop(plate, torso_layer(store, masks, train)).astype(np.float32)
-    imgs = np.stack([store.get(int(r)) for r in train]).astype(np.float32)  # [A, H, W, 3]
+    plate, static = static_backdrop(store, masks, train)
+    static = static.astype(np.float32)
+    imgs = np.stack([store.get(int(r)) for r in train])  # [A, H, W, 3] uint8 (random access by the nearest ones)
     person = np.stack([np.isin(masks.get(int(r)), (HAIR, NECK, TORSO)) for r in train])  # [A, H, W]
     mu, sd = pose[train].mean(0), pose[train].std(0) + 1e-6
     z_train = (pose[train] - mu) / sd
@@ -60,7 +52,7 @@ def main() -> None:
 
     names = ["frozen", "static", "mean_frame", *[f"nn{k}" for k in (1, 3, 5)], "nn1_img", "nn3_img"]
     scores: dict[str, list[float]] = {k: [] for k in names}
-    still = {"frozen": imgs[-1], "static": static, "mean_frame": imgs.mean(0)}
+    still = {"frozen": imgs[-1].astype(np.float32), "static": static, "mean_frame": imgs.mean(0, dtype=np.float32)}
     bg_se = bg_n = 0.0
     for r in held:
         gt = store.get(int(r)).astype(np.float32)
@@ -71,7 +63,7 @@ def main() -> None:
         near = np.argsort((((z_train - (pose[r] - mu) / sd)) ** 2).sum(1))
         for k in (1, 3, 5):
             scores[f"nn{k}"].append(float(psnr(retrieved(near[:k]), gt, mask=keep)[0]))
-        by_img = np.argsort((((imgs - gt) ** 2).mean(-1) * keep).reshape(len(train), -1).mean(1))
+        by_img = np.argsort([float((((im - gt) ** 2).mean(-1) * keep).mean()) for im in imgs])
         for k in (1, 3):
             scores[f"nn{k}_img"].append(float(psnr(retrieved(by_img[:k]), gt, mask=keep)[0]))
         bg = lab == BACKGROUND

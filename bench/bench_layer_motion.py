@@ -28,22 +28,14 @@ def main() -> None:
     a = ap.parse_args()
 
     from emotag_core.avatar.layer_motion import fit_layers, layer_theta, warp_layers
-    from emotag_core.avatar.plate import MaskRows, background_plate, backdrop, torso_layer
-    from emotag_core.io.frames import FrameStore
+    from emotag_core.avatar.plate import background_plate, backdrop, torso_layer
     from emotag_core.io.tables import TableReader, column_array
     from emotag_core.metrics.image import psnr
     from emotag_core.teachers.segmentation import HEAD
+    from region_errors import split_rows  # bench scripts import each other as top-level modules
 
-    store = FrameStore(a.data / "frames.parquet")
-    masks = MaskRows(a.data / "masks.parquet", store.keys)
+    store, masks, _, train, held = split_rows(a.data, a.train_seconds, a.eval_from)  # the adapt stage's split
     fl = TableReader(a.data / "flame.parquet", "flame").read(columns=["clip_id", "frame", "rot", "trans"])
-    keys = store.keys
-    clip0 = keys.column("clip_id")[0].as_py()
-    clips = np.asarray(keys.column("clip_id").to_pylist())
-    frame = np.asarray(keys.column("frame").to_numpy())
-    fps = float(store.fps)
-    train = np.nonzero((clips == clip0) & (frame < round(a.train_seconds * fps)))[0]
-    held = np.nonzero((clips == clip0) & (frame >= round(a.eval_from * fps)))[0]
     pose = np.concatenate([column_array(fl, k) for k in ("rot", "trans")], 1)  # flame rows = frame-store rows here
     t0 = time.perf_counter()
     plate, _ = background_plate(store, masks, train)

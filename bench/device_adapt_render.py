@@ -142,26 +142,23 @@ def oracle_frames(files: Any, split: Any, animator: Any, batch: int = 8) -> list
     return out
 
 
-def motion_check(grmn_paths: dict[str, Path], s_vec: Any, win: tuple[np.ndarray, ...], tracked_jaw: np.ndarray,
+def motion_check(grmns: dict[str, Any], s_vec: Any, win: tuple[np.ndarray, ...], tracked_jaw: np.ndarray,
                  device: str, out: Path) -> dict[str, Any]:
-    """Jaw opening (jaw[:, 0], rad) the GRMNs in `grmn_paths` predict from the held-out windows `win` (audio, AUs;
-    as `_windows`), against the tracked jaw [N, 3]: does the motion network move the mouth before the avatar
-    draws it? -> {name: {r, std_ratio}}; the traces go to OUT/motion.npz."""
+    """Jaw opening (jaw[:, 0], rad) the GRMNs in `grmns` (name -> model in eval mode) predict from the held-out
+    windows `win` (audio, AUs; as `_windows`), against the tracked jaw [N, 3]: does the motion network move the
+    mouth before the avatar draws it? s_vec: identity vector [1, S]. -> {name: {r, std_ratio}}; the traces go to
+    OUT/motion.npz."""
     import torch
-
-    from emotag_core.train.checkpoint import load_model
 
     n = min(len(tracked_jaw), len(win[0]))
     ref = tracked_jaw[:n, 0]
     traces, res = {"tracked": ref}, {}
-    for name, path in grmn_paths.items():
-        grmn, _ = load_model(path, device)
-        grmn.eval()
+    a = torch.as_tensor(win[0][:n], dtype=torch.float32, device=device)  # [N, W, D]
+    e = torch.as_tensor(win[1][:n], dtype=torch.float32, device=device)  # [N, W, A]
+    s = torch.as_tensor(s_vec, dtype=torch.float32, device=device).reshape(1, -1).expand(n, -1)  # [N, S]
+    for name, grmn in grmns.items():
         with torch.no_grad():
-            a = torch.as_tensor(win[0][:n], dtype=torch.float32, device=device)
-            e = torch.as_tensor(win[1][:n], dtype=torch.float32, device=device)
-            jaw = grmn(a, e, torch.as_tensor(s_vec, dtype=torch.float32, device=device).reshape(1, -1).expand(n, -1)).jaw
-        x = jaw[:, 0].float().cpu().numpy()
+            x = grmn(a, e, s).jaw[:, 0].float().cpu().numpy()  # [N]
         traces[name] = x
         ok = x.std() > 1e-9 and ref.std() > 1e-9
         res[name] = {"r": float(np.corrcoef(x, ref)[0, 1]) if ok else None,
@@ -191,6 +188,7 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     from emotag_core.train.data import build_identity_index
     from emotag_core.train.live import JsonLinesLog
     from emotag_core.train.recipe import adapt_run, identity_tables, pretrain_run
+    from emotag_core.train.checkpoint import load_model
 
     t_all = time.perf_counter()
     out = out.resolve()
@@ -292,8 +290,9 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     win = _windows(files.table("audio_features"), clip, h0, anim.window, cues)
     fr_j, t_j = clip_rows(files.table("flame"), "flame", clip, ["jaw"])
     tracked = column_array(t_j, "jaw")[fr_j >= h0]
-    rec["motion"] = motion_check({"adapted": model / "grmn.pt", "pretrained": prior}, anim.s.cpu().numpy(), win,
-                                 tracked, dev, out)
+    pretrained, _ = load_model(prior, dev)
+    rec["motion"] = motion_check({"adapted": anim.grmn, "pretrained": pretrained.eval()}, anim.s.cpu().numpy(), win,
+                                 tracked, dev, out)  # the adapted GRMN is the animator's own (no second load)
     _log(f"motion {json.dumps(rec['motion'])}")
     nb = max(8, min(fps_frames, len(blocks)))
     reps = -(-nb // len(blocks))

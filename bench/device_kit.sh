@@ -9,10 +9,10 @@ KIT=${1:-.whl}
 FLAVOUR=${2:-full}
 # name==version, one each: gsplat's rasterizer (JIT-built there), smplx (FLAME lbs reference in tests/flame),
 # ruamel.yaml (the registry's round-trip YAML), PyAV (video I/O of the render/ingest code).
-WHEELS=(gsplat==1.5.3 smplx==0.1.28 ruamel.yaml==0.19.1 av==18.1.0)
+WHEELS=(gsplat==1.5.3 smplx==0.1.28 ruamel.yaml==0.19.1)
 case "$FLAVOUR" in
-  full) ;;
-  tests) WHEELS=(gsplat==1.5.3 smplx==0.1.28 ruamel.yaml==0.19.1) ;;
+  full) WHEELS+=(av==18.1.0) ;;
+  tests) ;;
   *) echo "device_kit.sh: flavour '$FLAVOUR' is not 'full' or 'tests'" >&2; exit 2 ;;
 esac
 mkdir -p "$KIT"

@@ -25,24 +25,63 @@ def _psnr(mse: float) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
 
 
+class RegionErrors:
+    """Summed squared error and pixel count per label, one frame at a time (no frames kept)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.se, self.cnt = np.zeros(len(names)), np.zeros(len(names))
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, labels: np.ndarray) -> None:
+        """pred, gt [H, W, 3] uint8; labels [H, W] (indices into `names`)."""
+        e = ((pred.astype(np.float32) - gt.astype(np.float32)) ** 2).mean(-1)  # [H, W]
+        k = len(self.names)
+        self.se += np.bincount(labels.ravel(), weights=e.ravel(), minlength=k)[:k]
+        self.cnt += np.bincount(labels.ravel(), minlength=k)[:k]
+
+    def table(self) -> dict[str, Any]:
+        """Per-label pixel share, error share, PSNR, and PSNR of the whole crop with that label's error removed."""
+        n, total = self.cnt.sum(), self.se.sum()
+        out: dict[str, Any] = {"psnr_pooled": round(_psnr(total / n), 2), "regions": {}}
+        for k, name in enumerate(self.names):
+            if self.cnt[k] == 0:
+                continue
+            out["regions"][name] = {"pixels": round(float(self.cnt[k] / n), 3),
+                                    "error_share": round(float(self.se[k] / total), 3),
+                                    "psnr": round(_psnr(self.se[k] / self.cnt[k]), 2),
+                                    "psnr_if_perfect": round(_psnr((total - self.se[k]) / n), 2)}
+        return out
+
+
 def region_table(frames: list[np.ndarray], gt: list[np.ndarray], labels: list[np.ndarray],
                  names: tuple[str, ...]) -> dict[str, Any]:
-    """frames, gt [H, W, 3] uint8 and labels [H, W] per frame -> per-label pixel share, error share, PSNR,
-    and PSNR of the whole crop with that label's error removed."""
-    se, cnt = np.zeros(len(names)), np.zeros(len(names))
+    """`RegionErrors` over whole lists: frames, gt [H, W, 3] uint8 and labels [H, W] per frame."""
+    acc = RegionErrors(names)
     for f, g, lab in zip(frames, gt, labels):
-        e = ((f.astype(np.float32) - g.astype(np.float32)) ** 2).mean(-1)  # [H, W]
-        se += np.bincount(lab.ravel(), weights=e.ravel(), minlength=len(names))[:len(names)]
-        cnt += np.bincount(lab.ravel(), minlength=len(names))[:len(names)]
-    n, total = cnt.sum(), se.sum()
-    out: dict[str, Any] = {"psnr_pooled": round(_psnr(total / n), 2), "regions": {}}
-    for k, name in enumerate(names):
-        if cnt[k] == 0:
-            continue
-        out["regions"][name] = {"pixels": round(float(cnt[k] / n), 3), "error_share": round(float(se[k] / total), 3),
-                                "psnr": round(_psnr(se[k] / cnt[k]), 2),
-                                "psnr_if_perfect": round(_psnr((total - se[k]) / n), 2)}
-    return out
+        acc.add(f, g, lab)
+    return acc.table()
+
+
+def split_rows(data: Path, train_seconds: float, eval_from: float) -> tuple[Any, Any, Any, np.ndarray, np.ndarray]:
+    """An identity's frame store, mask rows, `emotag_core.split.Split` and its adaptation / held-out row indices
+    (the adapt stage's split for these two params) -> (store, masks, split, train [A], held [N])."""
+    from emotag_core.avatar.plate import MaskRows
+    from emotag_core.io.frames import FrameStore
+    from emotag_core.split import Split
+
+    store = FrameStore(data / "frames.parquet")
+    masks = MaskRows(data / "masks.parquet", store.keys)
+    split = Split.from_config(SimpleNamespace(train_seconds=train_seconds, eval_from_s=eval_from), None,
+                              store.keys, float(store.fps))
+    return store, masks, split, np.nonzero(split.adapt_mask(len(store.keys)))[0], split.heldout_rows(store.keys)
+
+
+def static_backdrop(store: Any, masks: Any, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The plate [H, W, 3] and the plate + torso layer [H, W, 3] (uint8) the avatar composites over."""
+    from emotag_core.avatar.plate import background_plate, backdrop, torso_layer
+
+    plate, _ = background_plate(store, masks, train)
+    return plate, backdrop(plate, torso_layer(store, masks, train))
 
 
 def main() -> None:
@@ -57,30 +96,23 @@ def main() -> None:
     import av
     import cv2
 
-    from emotag_core.avatar.plate import MaskRows, background_plate, backdrop, torso_layer
-    from emotag_core.io.frames import FrameStore
-    from emotag_core.split import Split
     from emotag_core.teachers.segmentation import LABELS
 
-    store = FrameStore(a.data / "frames.parquet")
-    masks = MaskRows(a.data / "masks.parquet", store.keys)
-    split = Split.from_config(SimpleNamespace(train_seconds=a.train_seconds, eval_from_s=a.eval_from), None,
-                              store.keys, float(store.fps))
-    held = split.heldout_rows(store.keys)
-    train = np.nonzero(split.adapt_mask(len(store.keys)))[0]
+    store, masks, split, train, held = split_rows(a.data, a.train_seconds, a.eval_from)
+    still = {"frozen": store.get(int(train[-1])), "backdrop": static_backdrop(store, masks, train)[1]}
+    acc = {k: RegionErrors(LABELS) for k in ("render", *still)}
+    n = 0
     with av.open(str(a.video)) as c:
-        render = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    n = min(len(render), len(held))
-    gt = [store.get(int(r)) for r in held[:n]]
-    side = gt[0].shape[:2][::-1]
-    render = [r if r.shape[:2] == gt[0].shape[:2] else cv2.resize(r, side, interpolation=cv2.INTER_AREA)
-              for r in render[:n]]
-    labels = [masks.get(int(r)) for r in held[:n]]
-    plate, _ = background_plate(store, masks, train)
-    still = {"frozen": store.get(int(train[-1])), "backdrop": backdrop(plate, torso_layer(store, masks, train))}
-    out = {"frames": n, "split": split.describe(), "render": region_table(render, gt, labels, LABELS)}
-    for k, img in still.items():
-        out[k] = region_table([img] * n, gt, labels, LABELS)
+        for row, f in zip(held, c.decode(video=0)):  # streamed: one frame in memory at a time
+            gt, lab = store.get(int(row)), masks.get(int(row))
+            r = f.to_ndarray(format="rgb24")
+            if r.shape != gt.shape:
+                r = cv2.resize(r, gt.shape[:2][::-1], interpolation=cv2.INTER_AREA)
+            acc["render"].add(r, gt, lab)
+            for k, img in still.items():
+                acc[k].add(img, gt, lab)
+            n += 1
+    out = {"frames": n, "split": split.describe(), **{k: v.table() for k, v in acc.items()}}
     print(f"{a.video} ({n} frames; {split.describe()}): whole crop, pooled PSNR render "
           f"{out['render']['psnr_pooled']} / frozen {out['frozen']['psnr_pooled']} / backdrop {out['backdrop']['psnr_pooled']}")
     print(f"{'region':10s} {'pixels':>7s} {'err share':>9s} {'render':>7s} {'frozen':>7s} {'backdrop':>8s} {'if perfect':>10s}")
