@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -66,12 +65,13 @@ def split_rows(data: Path, train_seconds: float, eval_from: float) -> tuple[Any,
     """An identity's frame store, mask rows, `emotag_core.split.Split` and its adaptation / held-out row indices
     (the adapt stage's split for these two params) -> (store, masks, split, train [A], held [N])."""
     from emotag_core.avatar.plate import MaskRows
+    from emotag_core.config import AdaptConfig
     from emotag_core.io.frames import FrameStore
     from emotag_core.split import Split
 
     store = FrameStore(data / "frames.parquet")
     masks = MaskRows(data / "masks.parquet", store.keys)
-    split = Split.from_config(SimpleNamespace(train_seconds=train_seconds, eval_from_s=eval_from), None,
+    split = Split.from_config(AdaptConfig(train_seconds=train_seconds, eval_from_s=eval_from), None,
                               store.keys, float(store.fps))
     return store, masks, split, np.nonzero(split.adapt_mask(len(store.keys)))[0], split.heldout_rows(store.keys)
 
