@@ -150,8 +150,10 @@ def sample_barycentric(n_faces: int, per_face: int, generator: torch.Generator) 
 class GaussianAvatar(nn.Module):
     """One identity's FLAME-rigged Gaussians: local attributes per Gaussian, bound to triangles.
 
-    Built from a rest mesh (verts [V, 3], faces [F, 3]); `per_face` Gaussians per triangle at
-    seeded barycentric positions (Eq. 3); `seed=None` derives the seed from the topology and
+    Built from a rest mesh (verts [V, 3], faces [F, 3]); `per_face` = round(n_gaussians / F) Gaussians
+    per triangle at seeded barycentric positions (Eq. 3). A budget below one per triangle (a dense
+    full-head mesh on the CPU profile) puts one Gaussian on each of `n_gaussians` triangles drawn
+    uniformly (`per_face` 0), so the count honours the budget; `seed=None` derives the seed from the topology and
     `n_gaussians` only (`topology_seed`), so identities on one template share the layout and the
     mouth set. `mouth_gaussians` (sorted long [M]) are the indices
     that receive the motion network's residual offsets (Eq. 8), in the order of the offsets.
@@ -170,10 +172,16 @@ class GaussianAvatar(nn.Module):
         faces = faces.detach().long().cpu()            # built on the CPU; move the module with .to()
         rest_verts = rest_verts.detach().float().cpu()
         n_faces = faces.shape[0]
-        per_face = max(1, round(n_gaussians / n_faces))
+        if n_gaussians < 1:
+            raise InputError(None, f"n_gaussians must be >= 1, got {n_gaussians}")
         gen = torch.Generator().manual_seed(topology_seed(faces, n_gaussians) if seed is None else seed)
-        bary = sample_barycentric(n_faces, per_face, gen)                 # [N, 3]
-        parent = torch.arange(n_faces).repeat_interleave(per_face)         # [N]
+        if n_gaussians >= n_faces:
+            per_face = round(n_gaussians / n_faces)
+            parent = torch.arange(n_faces).repeat_interleave(per_face)     # [N]
+        else:  # a budget below one per triangle: one Gaussian on each of n_gaussians triangles drawn uniformly
+            per_face = 0
+            parent = torch.randperm(n_faces, generator=gen)[:n_gaussians].sort().values  # [N]
+        bary = sample_barycentric(parent.numel(), 1, gen)                   # [N, 3]
         self.register_buffer("faces", faces, persistent=True)
         self.register_buffer("parent", parent, persistent=True)
         self.register_buffer("bary", bary, persistent=True)
@@ -189,7 +197,8 @@ class GaussianAvatar(nn.Module):
         # spacing between neighbouring samples on the triangle, in units of k
         area = 0.5 * torch.cross(rest[0][faces[:, 1]] - rest[0][faces[:, 0]],
                                  rest[0][faces[:, 2]] - rest[0][faces[:, 0]], dim=-1).norm(dim=-1)
-        spacing = (area / per_face).clamp_min(1e-12).sqrt()[parent] / kp  # [N]
+        density = parent.numel() / n_faces                                  # Gaussians per triangle (< 1: a subset)
+        spacing = (area / density).clamp_min(1e-12).sqrt()[parent] / kp  # [N]
         log_s = torch.log(spacing)[:, None].repeat(1, 3)
         log_s[:, 2] += math.log(flatness)                                   # thin along the normal
         n = parent.numel()

@@ -31,6 +31,24 @@ def test_equal_count_per_triangle_and_barycentric_init(avatar):
     assert not torch.equal(GaussianAvatar(v, f, 3 * f.shape[0], seed=4).bary, av.bary)
 
 
+def test_a_budget_below_one_per_triangle_is_honoured():
+    """A dense mesh (the ICT head: 15,748 triangles) under a small budget (the CPU profile's 2,000) gets
+    exactly that many Gaussians, one per triangle on distinct triangles, instead of one on every triangle."""
+    v, f = uv_sphere(24, 16)
+    F = f.shape[0]
+    av = GaussianAvatar(v, f, n_gaussians=F // 4)
+    assert av.n == F // 4 and av.parent.unique().numel() == F // 4
+    assert torch.equal(GaussianAvatar(v, f, n_gaussians=F // 4).parent, av.parent)  # the topology's layout
+    # each Gaussian covers its share of the surface: 4x the area of a triangle's own, so 2x the spacing
+    full = GaussianAvatar(v, f, n_gaussians=F, seed=0)
+    ratio = (av.log_scale_l[:, 0] - full.log_scale_l[av.parent, 0]).exp()
+    assert torch.allclose(ratio, torch.full_like(ratio, 2.0), rtol=1e-4)
+    g = av.bind(v[None])
+    assert torch.allclose(g.means[0], (av.bary[:, :, None] * v[f[av.parent]]).sum(1), atol=1e-6)
+    with pytest.raises(InputError, match="n_gaussians"):
+        GaussianAvatar(v, f, n_gaussians=0)
+
+
 def test_rigid_motion_moves_gaussians_rigidly(avatar):
     av, v, f = avatar
     with torch.no_grad():                                   # non-trivial local attributes
