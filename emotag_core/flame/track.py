@@ -81,7 +81,8 @@ def write_flame_table(path: Path, tracks: list[ClipTrack], model_meta: dict, sha
 def write_overlay(video: Path, frames_path: Path, tracks: list[ClipTrack], lmk_by_clip: dict[str, np.ndarray],
                   model: torch.nn.Module, shape: torch.Tensor, K: torch.Tensor, fps: float,
                   max_frames: int | None = None) -> int:
-    """Mesh wireframe (green) + detected landmarks (red) over the crops -> mp4 (atomic)."""
+    """Mesh wireframe (green) + detected landmarks (red) over the crops -> mp4 (atomic). The mesh is posed with
+    the clip's neck rotations where the track has them (the head turns on the neck, the body holds its pose)."""
     import av
     import cv2
 
@@ -105,8 +106,9 @@ def write_overlay(video: Path, frames_path: Path, tracks: list[ClipTrack], lmk_b
                     sl = slice(s, s + 64)
                     with torch.no_grad():
                         B = len(t.frame[sl])
+                        neck = None if t.neck is None else torch.as_tensor(t.neck[sl])  # the body holds still
                         v = model(shape[None], torch.as_tensor(t.expr[sl]), torch.as_tensor(t.jaw[sl]),
-                                  torch.as_tensor(t.rot[sl]), torch.as_tensor(t.trans[sl]))
+                                  torch.as_tensor(t.rot[sl]), torch.as_tensor(t.trans[sl]), neck=neck)
                         uv = model.project(v, K.expand(B, -1, -1)).numpy()
                     for b in range(B):
                         f = int(t.frame[sl][b])

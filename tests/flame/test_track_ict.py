@@ -108,3 +108,41 @@ def test_landmark_embedding_on_real_frames(ict, sample_landmarks):
     err = fit.fit_error_px[fit.valid]
     assert len(err) > 400
     assert float(err.mean()) <= 2.3, float(err.mean())
+
+def test_overlay_poses_the_mesh_on_the_neck(ict, tmp_path, monkeypatch):
+    """The overlay draws the tracked clip with its neck rotations (the body holds still), not a rigid neck."""
+    from emotag_core.flame import track as track_mod
+    from emotag_core.flame.tracker import ClipTrack
+    from emotag_core.io.frames import encode_jpeg
+    from emotag_core.io.tables import TableWriter
+
+    T = 3
+    rot = np.zeros((T, 3), np.float32)
+    rot[:, 2] = [0.0, 0.2, 0.4]                                                # the head rolls
+    trans = np.tile(np.array([[0.0, 0.0, 0.9]], np.float32), (T, 1))
+    neck = np.full((T, 3), 0.1, np.float32)
+    tr = ClipTrack("c", np.arange(T), np.ones(T, bool), np.zeros((T, ict.n_expr), np.float32),
+                   np.zeros((T, 3), np.float32), rot, trans, np.zeros(T, np.float32), neck)
+    meta = {"fps": 25.0, "frame_size": [64, 64], "backend": "test", "backend_version": "0", "source": "x",
+            "audio": "x", "face_index": 0}
+    with TableWriter(tmp_path / "frames.parquet", "frames", meta) as w:
+        w.write({"clip_id": np.array(["c"] * T), "frame": np.arange(T, dtype=np.int32), "t": np.arange(T) / 25.0,
+                 "src_t": np.arange(T) / 25.0, "box": np.zeros((T, 4), np.float32), "det_conf": np.ones(T, np.float32),
+                 "face_found": np.ones(T, bool), "jpeg": [encode_jpeg(np.zeros((64, 64, 3), np.uint8))] * T})
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = ict
+            self.faces, self.n_face_faces, self.project = ict.faces, ict.n_face_faces, ict.project
+
+        def forward(self, *a, **k):
+            seen.append(k.get("neck"))
+            return self.m(*a, **k)
+
+    K = torch.tensor([[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]])[None]
+    n = track_mod.write_overlay(tmp_path / "o.mp4", tmp_path / "frames.parquet", [tr],
+                                {"c": np.zeros((T, 478, 2), np.float32)}, Recorder(), torch.zeros(ict.n_shape), K, 25.0)
+    assert n == T and len(seen) == 1 and seen[0] is not None
+    assert torch.allclose(seen[0], torch.as_tensor(neck))
