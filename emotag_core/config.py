@@ -447,6 +447,11 @@ class AdaptConfig:
     (`avatar.layer_motion`); `static` = one median layer of hair, neck and torso that never moves. Default
     static: on seated_outdoor_10s `pose` gains 0.1 dB outside the head for ~70 s more adaptation, and even
     rigid warps fitted to the held-out frames themselves gain only 1.2 dB (BENCHMARKS "A real person")."""
+    neck: Literal["tracked", "rigid"] = "tracked"
+    """How the adapted head model's neck moves (models with a neck joint: ict, FLAME): `tracked` = the head
+    turns on the neck and the base of the neck and the shoulders hold the clip's body pose (the track's
+    `neck` split of the head rotation, `IdentityScene.set_body`); `rigid` = the whole mesh turns with the
+    head, as the synthetic corpus renders it (pretraining always uses rigid). No effect on the open mask."""
 
 
 @dataclass

@@ -106,9 +106,39 @@ class IdentityScene(nn.Module):
         return int(self.avatar.n_mouth)
 
     def pose(self, expr: Tensor, jaw: Tensor, rot: Tensor, trans: Tensor, mouth: Tensor | None) -> Any:
-        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> posed Gaussians (camera space, Eq. 7-8)."""
-        verts = self.head[0](self.shape, expr, jaw, rot, trans)  # [B, V, 3]
+        """expr [B, E], jaw/rot/trans [B, 3], mouth [B, M, 10] | None -> posed Gaussians (camera space, Eq. 7-8).
+        With a body pose (`set_body`) the head turns on the neck and the base of the neck holds the body's pose."""
+        neck = self.neck(rot)
+        verts = self.head[0](self.shape, expr, jaw, rot, trans, **({} if neck is None else {"neck": neck}))  # [B, V, 3]
         return self.avatar.bind(verts, mouth if mouth is not None and self.n_mouth > 0 else None)
+
+    def set_body(self, body: Tensor | None) -> None:
+        """body [3, 3]: the clip's body rotation (camera frame, as `rot`), which the base of the neck holds
+        while the head turns (the track's split: body = R(rot) F R(neck)^T F); None: a rigid neck. Saved with
+        the scene."""
+        from emotag_core.flame.model import FLAME_TO_CV
+
+        if body is None:
+            for k in ("body", "_neck_l", "_neck_r"):
+                self._buffers.pop(k, None)
+            return
+        if tuple(body.shape) != (3, 3):
+            raise InputError(None, f"set_body: body must be a [3, 3] rotation, got {tuple(body.shape)}")
+        F = FLAME_TO_CV.to(self.K.device)
+        # neck = F body^T R F (FLAME frame): keep the left factor F body^T and F as buffers, so the step makes
+        # no host tensors (a CUDA graph can capture it)
+        self.register_buffer("body", body.float().contiguous().to(self.K.device))
+        self.register_buffer("_neck_l", F @ self.body.T, persistent=False)
+        self.register_buffer("_neck_r", F.clone(), persistent=False)
+
+    def neck(self, rot: Tensor) -> Tensor | None:
+        """rot [B, 3] -> the neck rotation [B, 3] (axis-angle, FLAME frame, body -> head) that holds the body
+        pose, or None without one (rigid neck)."""
+        if getattr(self, "body", None) is None:
+            return None
+        from emotag_core.flame.model import matrix_to_axis_angle, rodrigues
+
+        return matrix_to_axis_angle(self._neck_l @ rodrigues(rot) @ self._neck_r)
 
     def intrinsics(self, size: int, batch: int) -> Tensor:
         """K [B, 3, 3] at the render size."""

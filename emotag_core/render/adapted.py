@@ -60,7 +60,9 @@ def load_adapted(folder: str | Path, flame: Any, rasterizer: str,
     scene = build_scene(head, payload["meta"], payload["n_gaussians"], backend=rasterizer, device=device)
     state = dict(payload["state_dict"])
     plate, torso, motion = state.pop("plate", None), state.pop("torso", None), state.pop("motion", None)
+    body = state.pop("body", None)
     scene.load_state_dict(state)
+    scene.set_body(body)  # the body pose the neck holds (adapt.neck: tracked), None: a rigid neck
     if plate is not None:  # the layers behind the head (issue 18), when adapt built them
         scene.set_layers(plate[0], torso, motion)
     s = torch.tensor(payload["meta"]["identity_vector"], dtype=torch.float32, device=device)[None]

@@ -208,6 +208,46 @@ def pretrain_run_indices(p: Any, indices: list[IdentityIndex], out_dir: Path, ck
     return summary
 
 
+def body_pose(rot: np.ndarray, neck: np.ndarray) -> np.ndarray:
+    """The body rotation [3, 3] (camera frame) that the track's neck split holds: rot/neck [N, 3] axis-angle rows
+    of one clip (head rotation, camera frame; neck, FLAME frame) -> chordal mean of R(rot) F R(neck)^T F."""
+    from emotag_core.flame.model import FLAME_TO_CV, rodrigues
+
+    F = FLAME_TO_CV.double()
+    R = rodrigues(torch.as_tensor(np.asarray(rot, np.float64))) @ F \
+        @ rodrigues(torch.as_tensor(np.asarray(neck, np.float64))).transpose(1, 2) @ F      # [N, 3, 3]
+    u, _, vt = torch.linalg.svd(R.mean(0))
+    return (u @ torch.diag(torch.tensor([1.0, 1.0, float(torch.det(u @ vt))], dtype=u.dtype)) @ vt).numpy()
+
+
+def attach_body(scene: Any, ix: IdentityIndex, split: Any, mode: str) -> dict[str, Any]:
+    """Give `scene` the body pose of its adaptation clip (`adapt.neck: tracked`), so the head turns on the neck
+    and the shoulders hold still, when the head model has a neck joint and the flame table a neck split; a
+    summary either way (`IdentityScene.set_body`)."""
+    from emotag_core.io.tables import TableReader, column_array
+
+    head = scene.head[0]
+    if mode != "tracked":
+        return {"neck": "rigid", "reason": f"adapt.neck: {mode}"}
+    if not bool((head.weights[:, 0] > 0).any()):
+        return {"neck": "rigid", "reason": "the head model has no neck joint"}
+    import pyarrow.parquet as pq
+
+    reader = TableReader(ix.tables["flame"], "flame")
+    if "neck" not in pq.read_schema(ix.tables["flame"]).names:
+        return {"neck": "rigid", "reason": "the flame table has no neck column (tracked before the neck split)"}
+    rows = split.adapt_segment.rows(ix.index)
+    fr = np.asarray(ix.index.column("row_flame").to_numpy())[rows]
+    fl = reader.read(columns=["clip_id", "rot", "neck"])
+    rot, neck = column_array(fl, "rot")[fr], column_array(fl, "neck")[fr]
+    clip = np.asarray(fl.column("clip_id").to_pylist(), dtype=object)[fr]
+    if not np.abs(neck).max(initial=0.0) > 0:
+        return {"neck": "rigid", "reason": "the track's neck rotations are all zero"}
+    first = clip == clip[0]   # the adaptation clip's body (one per clip); held-out rows of the clip share it
+    scene.set_body(torch.from_numpy(body_pose(rot[first], neck[first])).float())
+    return {"neck": "tracked", "body_clip": str(clip[0])}
+
+
 def attach_layers(scene: Any, ix: IdentityIndex, split: Any, enabled: bool, motion: str = "static"
                   ) -> dict[str, Any]:
     """Give `scene` the background plate and the layers around the head of the adaptation clip (from the split's
@@ -284,6 +324,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
     layers = attach_layers(scene, ix, split, a.layers, a.layer_motion)
+    body = attach_body(scene, ix, split, a.neck)
     loader = corpus_loader([ix], c, grmn.spec, split)
     fp = fingerprint(to_dict(a), to_dict(c), to_dict(p.ablation), {k: file_digest(v) for k, v in ix.tables.items()},
                      file_digest(prior), layers.get("masks_digest"))
@@ -297,7 +338,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     curves.end()
     save_adapted(out_dir, grmn, scene, ix.meta, c.n_gaussians, c.seed, extra=dict(extra, adapted_to=identity))
     summary.update(wall_s=wall, train_frames=loader.n_frames(identity), device=str(dev), split=split.describe(),
-                   layers={k: v for k, v in layers.items() if k != "masks_digest"},
+                   layers={k: v for k, v in layers.items() if k != "masks_digest"}, body=body,
                    tuned="AdaIN MLPs of both streams" if p.ablation.adain else "InstanceNorm affine (gamma, beta) of both streams")
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
     clear_checkpoints(ckpt_dir)  # only a killed run resumes

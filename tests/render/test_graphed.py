@@ -17,12 +17,18 @@ from emotag_core.avatar.scene import build_scene
 torch.set_num_threads(1)
 
 
-def _setup(device: str, n_gaussians: int = 3000, d_model: int = 32, seed: int = 0, audio_dim: int = 20):
+def _setup(device: str, n_gaussians: int = 3000, d_model: int = 32, seed: int = 0, audio_dim: int = 20,
+           model: str = "open", neck: bool = False):
+    """neck: the ICT head with a body pose (`set_body`), so the pose step turns the head on the neck."""
     torch.manual_seed(seed)
-    head = load_head_model(FlameConfig(), device)
+    head = load_head_model(FlameConfig(model=model), device)
     meta = {"shape": [0.0] * head.n_shape, "frame_size": [512, 512],
             "camera": {"fx": 900.0, "fy": 900.0, "cx": 256.0, "cy": 256.0}}
     scene = build_scene(head, meta, n_gaussians, None, "auto", device)
+    if neck:
+        from emotag_core.flame import rodrigues
+
+        scene.set_body(rodrigues(torch.tensor([[0.05, 0.1, 0.0]]))[0])
     with torch.no_grad():  # a non-trivial appearance and background, as after fitting
         scene.avatar.sh.add_(0.5 * torch.randn_like(scene.avatar.sh))
         scene.avatar.opacity_logit.add_(torch.randn_like(scene.avatar.opacity_logit))
@@ -88,12 +94,24 @@ def test_poser_refuses_wrong_batch_and_graph_on_cpu():
         FramePoser(grmn, scene, s, batch=1, mode="graph")
 
 
+def test_eager_poser_turns_the_head_on_the_neck():
+    _, scene, grmn = _setup("cpu", model="ict", neck=True)
+    a, e, rot, trans, s = _inputs(grmn, 2, 1, "cpu")
+    poser = FramePoser(grmn, scene, s, batch=2, mode="eager")
+    with torch.no_grad():
+        out = grmn(a, e, s[None].expand(2, -1))
+        ref = scene.render(out.expr, out.jaw, rot, trans, out.mouth, 48)["image"]
+        scene_rigid = scene.neck(rot)
+    assert scene_rigid is not None and float(scene_rigid.norm()) > 0.05
+    torch.testing.assert_close(poser.render(a, e, rot, trans, size=48), ref, rtol=0, atol=0)
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode", ["graph", "compile"])
-def test_fast_modes_match_eager_on_cuda(mode):
+@pytest.mark.parametrize("mode,model", [("graph", "open"), ("compile", "open"), ("graph", "ict")])
+def test_fast_modes_match_eager_on_cuda(mode, model):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    _, scene, grmn = _setup("cuda", n_gaussians=20000, d_model=64)
+    _, scene, grmn = _setup("cuda", n_gaussians=20000, d_model=64, model=model, neck=model == "ict")
     B = 2
     _, _, _, _, s = _inputs(grmn, B, 0, "cuda")
     eager = FramePoser(grmn, scene, s, batch=B, mode="eager")
