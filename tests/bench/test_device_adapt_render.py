@@ -49,6 +49,7 @@ def _source_repo(root: Path) -> Path:
     p["corpus"], p["targets"] = ["c_a"], ["t_x"]
     p["ingest"]["size"] = 32
     p["audio_features"]["backend"] = "logmel"  # write_identity's tables are log-mel shaped
+    p["flame"]["model"] = "open"  # and tracked with the library's default head model (FlameConfig())
     p["pretrain"].update(iters=2, static_iters=1, batch_size=2, image_size=32, n_gaussians=300, d_model=16, d_expr=8,
                          n_layers=1, n_heads=2, hidden=16, checkpoint_every=0, log_every=1, device="cpu")
     p["adapt"].update(iters=2, static_iters=1, checkpoint_every=0, train_seconds=2.0, eval_from_s=2.0)

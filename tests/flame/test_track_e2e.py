@@ -2,6 +2,8 @@
 measured against the true parameters (issue 4). The same code backs bench/bench_track_synth.py."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import importlib.util
 from pathlib import Path
 
@@ -28,6 +30,7 @@ def e2e(tmp_path_factory):
     torch.set_num_threads(1)
     bench = _bench()
     params = load_params(ROOT / "params.yaml")
+    params = replace(params, flame=replace(params.flame, model="open"))  # the face mask (ICT: test_track_e2e_ict.py)
     work = bench.prepare_identity(params, SEED, SECONDS, SIZE, tmp_path_factory.mktemp("e2e") / "id")
     return bench, work, bench.track_identity(params, work)
 

@@ -57,6 +57,7 @@ def make_workdir(root: Path) -> Path:
         _wav(proc / TARGET / "audio" / f"{c}.wav", n / 25.0 + 0.1, k)
     p = yaml.safe_load((REPO / "params.yaml").read_text())
     p["synthetic"] = {TARGET: {"seed": 1}}
+    p["flame"]["model"] = "open"  # the tables above are the library default head model's (FlameConfig())
     p["identities"] = {CORPUS: {"role": "corpus", "source": f"data/raw/{CORPUS}"},
                        TARGET: {"role": "target", "source": f"data/synthetic/{TARGET}"}}
     p["corpus"], p["targets"] = [CORPUS], [TARGET]

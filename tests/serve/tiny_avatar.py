@@ -28,6 +28,7 @@ def make_workdir(root: Path, repo_root: Path, size: int = 96, raster: int = 48, 
     p["corpus"], p["targets"] = [], [IDENTITY, "bob"]
     p["ingest"]["size"] = size
     p["audio_features"]["backend"] = "logmel"  # the tiny GRMN reads 320-d log-mel windows
+    p["flame"]["model"] = "open"  # the tables above are the library default head model's (FlameConfig())
     p["render"].update(size=raster, device="cpu", threads=1, cue_clip=None)
     p["serve"].update(serve or {})
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
