@@ -112,6 +112,7 @@ class HeadModel(nn.Module):
         self.sha256 = data.sha256
         self.expr_names = list(data.expr_names)
         self.jaw_joint = data.jaw_joint
+        self.neck_joint = int(np.asarray(data.parents)[data.jaw_joint])  # a Python int: no device sync in forward (CUDA graphs)
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
         self.register_buffer("v_template", t(data.v_template))
         self.register_buffer("faces", torch.as_tensor(np.asarray(data.faces), dtype=torch.long))
@@ -212,7 +213,7 @@ class HeadModel(nn.Module):
             out = out + w[None, :, j, None] * ((v_pc - J[:, j, None]) @ Rm.transpose(1, 2))
         v = out
         if neck is not None:   # LBS referenced to the head: body vertices take neck^-1 about the neck joint
-            jn = int(self.parents[self.jaw_joint])
+            jn = self.neck_joint
             Rn = rodrigues(neck)                                                       # [B, 3, 3]
             Jn = J[:, jn, None]                                                        # [B, 1, 3]
             back = (v - Jn) @ Rn + Jn                                                  # row vectors: R^T (v - J) + J
