@@ -168,8 +168,10 @@ def motion_check(grmns: dict[str, Any], s_vec: Any, win: tuple[np.ndarray, ...],
 
 
 def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: int,
-        features_from: str = "backend") -> dict[str, Any]:
-    """The whole device job (module doc) -> metrics.json's record."""
+        features_from: str = "backend", prior_file: Path | None = None) -> dict[str, Any]:
+    """The whole device job (module doc) -> metrics.json's record. `prior_file`: adapt this pretrained GRMN
+    (a grmn.pt; relative paths are the bundle's, e.g. one `device_bundle.py --prior` copied in) instead of the
+    carried data/models/pretrain/grmn.pt or a pretrain on the bundle's corpus."""
     import torch
     import yaml
 
@@ -207,7 +209,12 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
                            "torch": torch.__version__, "bundle": json.loads(Path("bundle.json").read_text())}
     # 1. pretrain (unless the bundle carries a model trained with these settings)
     prior = Path("data/models/pretrain/grmn.pt")
-    if prior.exists():
+    if prior_file is not None:
+        prior = Path(prior_file)
+        if not prior.exists():
+            raise SystemExit(f"--prior {prior_file}: not found in the bundle {bundle} (device_bundle.py --prior copies one in)")
+        rec["pretrain"] = {"carried": True, "reason": f"--prior {prior_file}", "prior": str(prior_file)}
+    elif prior.exists():
         rec["pretrain"] = {"carried": True, "reason": rec["bundle"]["pretrained"]["reason"]}
     else:
         prior = Path(".work/pretrain/grmn.pt")
@@ -383,12 +390,14 @@ def main() -> None:
     r.add_argument("--features", choices=("backend", "table"), default="backend",
                    help="held-out features: the profile's backend over the held-out audio (render@<id>'s way), or the "
                         "audio_features table's rows (computed before bundling; for a backend whose model the device lacks)")
+    r.add_argument("--prior", type=Path, help="adapt this pretrained grmn.pt (path in the bundle) instead of the "
+                                              "carried prior or a pretrain on the bundle's corpus")
     f = sub.add_parser("finish", help="mux the returned mp4 + wav (+ LMD with --frames), here")
     f.add_argument("results", type=Path)
     f.add_argument("--frames", type=Path, help="the identity's processed folder (landmarks table) for LMD")
     a = ap.parse_args()
     if a.cmd == "run":
-        run(a.bundle, a.identity, a.out, a.device, a.fps_frames, a.features)
+        run(a.bundle, a.identity, a.out, a.device, a.fps_frames, a.features, a.prior)
     else:
         print(json.dumps(finish(a.results, a.frames), indent=1))
 

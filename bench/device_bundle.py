@@ -12,6 +12,7 @@ Layout of DEST (the paths the stages use, relative to DEST):
     data/processed/<corpus id>/     TRAIN_TABLES (+ geometry when pretrain.render)
     data/processed/_corpus/manifest.json   the corpus stage's manifest shape (tables, digests) of these copies
     data/models/pretrain/grmn.pt    only when FROM's pretrained GRMN was trained with the same settings
+    priors/<name>                   the `--prior` files (pretrained elsewhere; `device_adapt_render.py run --prior`)
     bundle.json                     what was copied, rebuilt and how big it is
 
 The geometry table is rebuilt here (`emotag_core.avatar.geometry.geometry_run`, backend flame) when its
@@ -113,7 +114,7 @@ def _geometry(src: Path, dst: Path, p: Any) -> dict[str, Any]:
 
 
 def make_bundle(identity: str, src_repo: Path, dest: Path, params_file: Path | None, overrides: list[str],
-                kit: Path | None = None, limit_mib: float = LIMIT_MIB) -> dict[str, Any]:
+                kit: Path | None = None, limit_mib: float = LIMIT_MIB, priors: list[Path] | None = None) -> dict[str, Any]:
     """Write the bundle of `identity` from the preprocessed repo `src_repo` into `dest` -> bundle.json's record."""
     from emotag_core.config import load_params
     from emotag_core.train.data import TRAIN_TABLES, file_digest
@@ -149,6 +150,12 @@ def make_bundle(identity: str, src_repo: Path, dest: Path, params_file: Path | N
         shutil.copy2(model, dest / "data" / "models" / "pretrain" / "grmn.pt")
     rec["pretrained"] = {"carried": bool(model.exists() and same),
                          "reason": why if model.exists() else f"{model} absent: the device pretrains"}
+    for f in priors or []:  # other pretrained GRMNs (`device_adapt_render.py run --prior priors/<name>`)
+        if not Path(f).is_file():
+            raise SystemExit(f"bundle --prior {f}: no such file")
+        (dest / "priors").mkdir(exist_ok=True)
+        shutil.copy2(f, dest / "priors" / Path(f).name)
+        rec.setdefault("priors", []).append({"from": str(f), "path": f"priors/{Path(f).name}"})
     sizes = {"bundle": folder_bytes(dest), "tree": tree_bytes(REPO, [dest] + ([kit] if kit else [])),
              "kit": folder_bytes(kit) if kit else 0}
     sizes["total"] = sum(sizes.values())
@@ -167,8 +174,10 @@ def main() -> None:
     ap.add_argument("-S", dest="overrides", action="append", default=[], help="key=value over the profile")
     ap.add_argument("--kit", type=Path, help="the wheel kit the call carries too (counted in the size check)")
     ap.add_argument("--limit-mib", type=float, default=LIMIT_MIB)
+    ap.add_argument("--prior", type=Path, action="append", default=[],
+                    help="also copy this pretrained grmn.pt to DEST/priors/ (device_adapt_render.py run --prior)")
     a = ap.parse_args()
-    rec = make_bundle(a.identity, a.src, a.dest, a.params, a.overrides, a.kit, a.limit_mib)
+    rec = make_bundle(a.identity, a.src, a.dest, a.params, a.overrides, a.kit, a.limit_mib, a.prior)
     m = rec["mib"]
     print(json.dumps({k: rec[k] for k in ("geometry", "pretrained")}, indent=1))
     print(f"bundle {m['bundle']:.1f} MiB + tree {m['tree']:.1f} MiB + kit {m['kit']:.1f} MiB = {m['total']:.1f} MiB "

@@ -7,7 +7,8 @@ A spec (`bench/sweeps/<name>.yaml`) holds `base` (the `-S key=value` overrides o
 applied on top of the bench's params (`bench/grmn_synth.params.yaml` merged over params.yaml by
 `grmn_synth.py prepare`; a bundle carries that params.yaml). Optional keys: `description`, `bundle` (the device
 runs' cwd), `gsplat` (render-based runs: the device needs the gsplat kit), `timeout_s` (per device run),
-`keep_preds` (also write the per-frame series).
+`keep_preds` (also write the per-frame series), `keep_models` (run names whose trained models stay in
+`<out>/<run>/models/`: `pretrain/grmn.pt` is then a prior another job can adapt, e.g. device_adapt_render.py's).
 
     python bench/sweep.py expand SPEC                       # the runs and their overrides
     python bench/sweep.py queue SPEC [--workdir DIR] [--dry-run]   # dvc exp run --queue per run, then: dvc queue start
@@ -43,7 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = Path(os.environ.get("GRMN_SYNTH_DIR", "/tmp/grmn_synth"))
 METRICS = ("test.jaw_r", "val.jaw_r", "before_adapt.jaw_r", "test.gate_intensity_r", "test.expr_mae")
-SPEC_KEYS = {"description", "bundle", "gsplat", "timeout_s", "keep_preds", "base", "seeds", "variants"}
+SPEC_KEYS = {"description", "bundle", "gsplat", "timeout_s", "keep_preds", "keep_models", "base", "seeds", "variants"}
 
 
 @dataclass
@@ -436,7 +437,8 @@ def main() -> None:
         run = {r.name: r for r in expand(spec)}.get(a.run)
         if run is None:
             raise SystemExit(f"{a.spec}: no run {a.run}; `python bench/sweep.py expand {a.spec}` lists them")
-        run_one(with_extra(run, a.set), a.out, a.device, bool(spec.get("keep_preds", False)))
+        keep = a.out / run.name / "models" if run.name in (spec.get("keep_models") or []) else None
+        run_one(with_extra(run, a.set), a.out, a.device, bool(spec.get("keep_preds", False)), models_dir=keep)
     else:
         entries = [e for s in a.sources for e in read_source(s)]
         print(table(entries, tuple(a.metrics.split(","))))

@@ -110,7 +110,9 @@ class IdentityScene(nn.Module):
         With a body pose (`set_body`) the head turns on the neck and the base of the neck holds the body's pose."""
         neck = self.neck(rot)
         verts = self.head[0](self.shape, expr, jaw, rot, trans, **({} if neck is None else {"neck": neck}))  # [B, V, 3]
-        return self.avatar.bind(verts, mouth if mouth is not None and self.n_mouth > 0 else None)
+        # a GRMN without a mouth head (motion-only, [B, 0, 10]) leaves the mouth Gaussians where the mesh puts them
+        use = mouth is not None and self.n_mouth > 0 and mouth.shape[1] > 0
+        return self.avatar.bind(verts, mouth if use else None)
 
     def set_body(self, body: Tensor | None) -> None:
         """body [3, 3]: the clip's body rotation (camera frame, as `rot`), which the base of the neck holds

@@ -6,7 +6,7 @@ Names follow the paper: `adain`, `base`, `residual` (EMO encoder -> `z_e` -> EMO
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -307,6 +307,31 @@ class GRMN(nn.Module):
             mouth=delta[:, n + 3:].reshape(delta.shape[0], sp.n_mouth, MOUTH_PARAMS),
             g=g, z_e=z_e, delta_b=delta_b, delta_r=delta_r,
         )
+
+    def grow_mouth(self, n_mouth: int) -> None:
+        """Give a GRMN without mouth outputs (`spec.n_mouth` 0: pretrained motion-only, where no L_Render
+        trains the intra-oral offsets of Eq. 8) `n_mouth` mouth Gaussians, in place: the last layers of the
+        base and residual decoders gain 10 rows per Gaussian, initialised as a fresh GRMN's (std 1e-3, zero
+        bias: near-zero offsets), while the expression and jaw rows keep their trained weights."""
+        if self.spec.n_mouth != 0:
+            raise ConfigError(f"GRMN.grow_mouth: the model already predicts {self.spec.n_mouth} mouth Gaussians")
+        if n_mouth <= 0:
+            return
+        extra = MOUTH_PARAMS * n_mouth
+        dec = self.decoder
+        for seq in [dec.base] + ([dec.emo_decoder] if self.spec.residual else []):
+            old = seq[-1]
+            new = nn.Linear(old.in_features, old.out_features + extra).to(old.weight.device, old.weight.dtype)
+            with torch.no_grad():
+                nn.init.normal_(new.weight, std=1e-3)
+                nn.init.zeros_(new.bias)
+                new.weight[:old.out_features] = old.weight
+                new.bias[:old.out_features] = old.bias
+            seq[-1] = new
+        self.spec = replace(self.spec, n_mouth=int(n_mouth))
+        dec.spec = self.spec
+        self.encoder.spec = self.spec
+        dec.n_out += extra
 
     def adain_parameters(self) -> list[nn.Parameter]:
         """The identity-modulation parameters that adaptation tunes (Sec. 3.3).

@@ -92,3 +92,19 @@ def test_bundle_and_device_command_without_mediapipe_dvc_pyav(tmp_path: Path) ->
     for k in ("adapted", "pretrained"):
         assert m["motion"][k]["frames"] == 25 and m["motion"][k]["std_ratio"] >= 0
     assert m["video"].startswith("opencv") and m["params"]["pretrain"]["iters"] == 2
+
+    # a prior trained elsewhere (here: the run's own pretrain), copied in with --prior and adapted with run --prior
+    prior = tmp_path / "y44.pt"
+    prior.write_bytes((bundle / ".work" / "pretrain" / "grmn.pt").read_bytes())
+    b2, out2 = tmp_path / "bundle2", tmp_path / "out2"
+    subprocess.run([sys.executable, str(REPO / "bench" / "device_bundle.py"), "t_x", "--from", str(src), "--dest",
+                    str(b2), "-S", "geometry.size=16", "--prior", str(prior)], check=True, cwd=REPO)
+    assert json.loads((b2 / "bundle.json").read_text())["priors"] == [{"from": str(prior), "path": "priors/y44.pt"}]
+    args = ["run", str(b2), "t_x", "--out", str(out2), "--device", "cpu", "--fps-frames", "8", "--prior", "priors/y44.pt"]
+    r = subprocess.run([sys.executable, "-c", RUNNER.format(block=BLOCK, script=script, args=args)], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["pretrain"] == {"carried": True, "reason": "--prior priors/y44.pt", "prior": "priors/y44.pt"}
+    assert not (out2 / "pretrain.jsonl").exists() and not (b2 / ".work" / "pretrain").exists()  # nothing pretrained
+    np.testing.assert_allclose(np.load(out2 / "motion.npz")["pretrained"], traces["pretrained"], atol=1e-6)

@@ -170,3 +170,25 @@ def test_adain_channel_axis_normalises_each_frame_and_keeps_level_differences():
 
     with pytest.raises(ConfigError, match="adain_axis"):
         spec(adain_axis="batch")
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_grow_mouth_keeps_expression_and_jaw_and_adds_small_offsets(residual):
+    from emotag_core.errors import ConfigError
+
+    sp = spec(n_mouth=0, residual=residual, gate=residual)
+    g = GRMN(sp).eval()
+    x = inputs(sp)
+    with torch.no_grad():
+        before = g(*x)
+        assert before.mouth.shape == (3, 0, 10)
+        g.grow_mouth(7)
+        after = g(*x)
+    assert g.spec.n_mouth == 7 and after.mouth.shape == (3, 7, 10)
+    torch.testing.assert_close(after.expr, before.expr, rtol=0, atol=0)
+    torch.testing.assert_close(after.jaw, before.jaw, rtol=0, atol=0)
+    assert 0 < float(after.mouth.abs().max()) < 0.05  # a fresh GRMN's near-zero offsets, not zeros
+    flat = torch.cat([after.expr, after.jaw, after.mouth.reshape(3, -1)], dim=1)
+    torch.testing.assert_close(flat, after.delta_b + (after.g * after.delta_r if residual else 0))  # Eq. 6 still holds
+    with pytest.raises(ConfigError, match="already predicts 7"):
+        g.grow_mouth(3)

@@ -132,3 +132,41 @@ def test_runs_refuse_tables_tracked_with_another_head_model(workdir: Path) -> No
     with pytest.raises(ConfigError, match=rf"adapt@{TARGET}: .*flame.*`open`.*re-run track@{TARGET}"):
         adapt_run(p, ix, split, w / "pre" / "grmn.pt", w / "t", w / "ck_t", None, log=partial(JsonLinesLog, w / "t.jsonl"))
     assert not (w / "t" / "grmn.pt").exists()
+
+
+def test_motion_only_prior_has_no_mouth_head_and_a_rendering_adapt_grows_it(workdir: Path) -> None:
+    """pretrain.render false trains nothing of Eq. 8's mouth offsets, so its GRMN carries none (a small prior file);
+    an adapt that renders gives it the avatar's mouth Gaussians, the trained expression/jaw rows kept."""
+    from emotag_core.train.checkpoint import load_model
+
+    w = workdir
+    p = load_params(w / "params.yaml")
+    assert not p.pretrain.render
+    pretrain_run(p, w / "corpus", w / "pre", w / "ck", None, log=partial(JsonLinesLog, w / "pre.jsonl"))
+    prior, _ = load_model(w / "pre" / "grmn.pt")
+    assert prior.spec.n_mouth == 0
+    ix = build_identity_index(TARGET, identity_tables(w / "data" / "processed" / TARGET))
+    split = Split.from_config(p.adapt, None, ix.index, ix.meta["fps"])
+    adapt_run(p, ix, split, w / "pre" / "grmn.pt", w / "motion", w / "ck_m", None, log=partial(JsonLinesLog, w / "m.jsonl"))
+    assert load_model(w / "motion" / "grmn.pt")[0].spec.n_mouth == 0  # motion-only adapt: nothing to grow
+    from bench_train import write_identity  # the rendering adapt reads a geometry table too
+
+    from emotag_core.config import FlameConfig
+    from emotag_core.flame import load_head_model
+
+    head = load_head_model(FlameConfig(), "cpu")
+    write_identity(w / "data" / "processed", "t_geo", 4, head.n_expr, head.n_shape, (130,), 32, True)
+    ig = build_identity_index("t_geo", identity_tables(w / "data" / "processed" / "t_geo"))
+    p.pretrain.render, p.pretrain.n_gaussians, p.pretrain.image_size = True, 400, 32
+    p.adapt.layers = False
+    sg = Split.from_config(p.adapt, None, ig.index, ig.meta["fps"])
+    adapt_run(p, ig, sg, w / "pre" / "grmn.pt", w / "rend", w / "ck_r", None, log=partial(JsonLinesLog, w / "r.jsonl"))
+    got, _ = load_model(w / "rend" / "grmn.pt")
+    n_mouth = got.spec.n_mouth
+    assert n_mouth > 0 and got.spec.n_expr == prior.spec.n_expr
+    for name in ("base", "emo_decoder"):
+        old, new = getattr(prior.decoder, name)[-1], getattr(got.decoder, name)[-1]
+        k = old.out_features
+        assert new.out_features == k + 10 * n_mouth
+        torch.testing.assert_close(new.weight[:k], old.weight)  # adapt tunes AdaIN only: these rows are the prior's
+        assert float(new.weight[k:].abs().max()) < 0.01 and float(new.bias[k:].abs().max()) == 0.0
