@@ -168,10 +168,12 @@ def motion_check(grmns: dict[str, Any], s_vec: Any, win: tuple[np.ndarray, ...],
 
 
 def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: int,
-        features_from: str = "backend", prior_file: Path | None = None) -> dict[str, Any]:
+        features_from: str = "backend", prior_file: Path | None = None,
+        overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole device job (module doc) -> metrics.json's record. `prior_file`: adapt this pretrained GRMN
     (a grmn.pt; relative paths are the bundle's, e.g. one `device_bundle.py --prior` copied in) instead of the
-    carried data/models/pretrain/grmn.pt or a pretrain on the bundle's corpus."""
+    carried data/models/pretrain/grmn.pt or a pretrain on the bundle's corpus. `overrides`: KEY=VALUE over the
+    bundle's params.yaml (one bundle, several settings; recorded in metrics.json)."""
     import torch
     import yaml
 
@@ -192,6 +194,8 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     from emotag_core.train.recipe import adapt_run, identity_tables, pretrain_run
     from emotag_core.train.checkpoint import load_model
 
+    from sweep import apply_overrides  # bench scripts import each other as top-level modules (before the chdir)
+
     t_all = time.perf_counter()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -200,13 +204,16 @@ def run(bundle: Path, identity: str, out: Path, device: str | None, fps_frames: 
     if device:
         for sec in ("pretrain", "render", "evaluate"):
             data.setdefault(sec, {})["device"] = device
+    if overrides:
+        data = apply_overrides(data, list(overrides))
     Path(".work").mkdir(exist_ok=True)
     Path(".work/params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     p = load_params(".work/params.yaml")
     dev = p.pretrain.device
     rec: dict[str, Any] = {"identity": identity, "device": dev,
                            "device_name": torch.cuda.get_device_name() if dev.startswith("cuda") else f"cpu ({os.cpu_count()} cores)",
-                           "torch": torch.__version__, "bundle": json.loads(Path("bundle.json").read_text())}
+                           "torch": torch.__version__, "bundle": json.loads(Path("bundle.json").read_text()),
+                           "overrides": list(overrides or [])}
     # 1. pretrain (unless the bundle carries a model trained with these settings)
     prior = Path("data/models/pretrain/grmn.pt")
     if prior_file is not None:
@@ -392,12 +399,13 @@ def main() -> None:
                         "audio_features table's rows (computed before bundling; for a backend whose model the device lacks)")
     r.add_argument("--prior", type=Path, help="adapt this pretrained grmn.pt (path in the bundle) instead of the "
                                               "carried prior or a pretrain on the bundle's corpus")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the bundle's params.yaml")
     f = sub.add_parser("finish", help="mux the returned mp4 + wav (+ LMD with --frames), here")
     f.add_argument("results", type=Path)
     f.add_argument("--frames", type=Path, help="the identity's processed folder (landmarks table) for LMD")
     a = ap.parse_args()
     if a.cmd == "run":
-        run(a.bundle, a.identity, a.out, a.device, a.fps_frames, a.features, a.prior)
+        run(a.bundle, a.identity, a.out, a.device, a.fps_frames, a.features, a.prior, a.set)
     else:
         print(json.dumps(finish(a.results, a.frames), indent=1))
 

@@ -24,6 +24,7 @@ RUNNER = """import runpy, sys
 for m in {block!r}:
     sys.modules[m] = None  # `import m` raises ImportError
 sys.argv = [{script!r}, *{args!r}]
+sys.path.insert(0, {script!r}.rsplit("/", 1)[0])  # as `python bench/device_adapt_render.py` puts bench/ first
 runpy.run_path({script!r}, run_name="__main__")
 """
 
@@ -100,11 +101,13 @@ def test_bundle_and_device_command_without_mediapipe_dvc_pyav(tmp_path: Path) ->
     subprocess.run([sys.executable, str(REPO / "bench" / "device_bundle.py"), "t_x", "--from", str(src), "--dest",
                     str(b2), "-S", "geometry.size=16", "--prior", str(prior)], check=True, cwd=REPO)
     assert json.loads((b2 / "bundle.json").read_text())["priors"] == [{"from": str(prior), "path": "priors/y44.pt"}]
-    args = ["run", str(b2), "t_x", "--out", str(out2), "--device", "cpu", "--fps-frames", "8", "--prior", "priors/y44.pt"]
+    args = ["run", str(b2), "t_x", "--out", str(out2), "--device", "cpu", "--fps-frames", "8", "--prior", "priors/y44.pt",
+            "--set", "adapt.iters=3"]
     r = subprocess.run([sys.executable, "-c", RUNNER.format(block=BLOCK, script=script, args=args)], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["overrides"] == ["adapt.iters=3"] and m2["params"]["adapt"]["iters"] == 3
     assert m2["pretrain"] == {"carried": True, "reason": "--prior priors/y44.pt", "prior": "priors/y44.pt"}
     assert not (out2 / "pretrain.jsonl").exists() and not (b2 / ".work" / "pretrain").exists()  # nothing pretrained
     np.testing.assert_allclose(np.load(out2 / "motion.npz")["pretrained"], traces["pretrained"], atol=1e-6)
