@@ -18,21 +18,21 @@ import pyarrow.parquet as pq
 
 from emotag_core.config import FlameConfig, TrackConfig
 from emotag_core.flame.track import track_run
+from emotag_core.io.tables import column_array
 
 
 def jaw_agreement(table: Path, truth_dir: Path) -> tuple[list[float], list[float], float]:
     """A flame table and its identity's truth folder -> (per-clip r, per-clip std ratio, mean fit error px)."""
     t = pq.read_table(table, columns=["clip_id", "frame", "jaw", "fit_error_px"])
-    clips = np.array(t.column("clip_id").to_pylist())
-    frames = np.array(t.column("frame").to_pylist())
-    jaw = np.array(t.column("jaw").to_pylist())[:, 0]
+    clips, frames = column_array(t, "clip_id"), column_array(t, "frame")
+    jaw = column_array(t, "jaw")[:, 0]
     rs, ratios = [], []
     for c in sorted(set(clips)):
         m = clips == c
         true = np.load(truth_dir / f"{c}.npz")["jaw"][frames[m]][:, 0]
         rs.append(float(np.corrcoef(jaw[m], true)[0, 1]))
         ratios.append(float(jaw[m].std() / true.std()))
-    return rs, ratios, float(np.nanmean(np.array(t.column("fit_error_px").to_pylist(), float)))
+    return rs, ratios, float(np.nanmean(column_array(t, "fit_error_px")))
 
 
 def main() -> None:

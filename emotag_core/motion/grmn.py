@@ -321,13 +321,11 @@ class GRMN(nn.Module):
         dec = self.decoder
         for seq in [dec.base] + ([dec.emo_decoder] if self.spec.residual else []):
             old = seq[-1]
-            new = nn.Linear(old.in_features, old.out_features + extra).to(old.weight.device, old.weight.dtype)
+            seq[-1] = nn.Linear(old.in_features, old.out_features + extra).to(old.weight.device, old.weight.dtype)
+            _small_last(seq)  # the new rows as a fresh GRMN's
             with torch.no_grad():
-                nn.init.normal_(new.weight, std=1e-3)
-                nn.init.zeros_(new.bias)
-                new.weight[:old.out_features] = old.weight
-                new.bias[:old.out_features] = old.bias
-            seq[-1] = new
+                seq[-1].weight[:old.out_features] = old.weight
+                seq[-1].bias[:old.out_features] = old.bias
         self.spec = replace(self.spec, n_mouth=int(n_mouth))
         dec.spec = self.spec
         self.encoder.spec = self.spec

@@ -180,10 +180,11 @@ def pretrain_run_indices(p: Any, indices: list[IdentityIndex], out_dir: Path, ck
     sw = loss_switches(c, p.ablation)
     head = load_head_model(p.flame, dev)
     check_head_model(head, indices, "pretrain")
-    scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev) for ix in indices}
-    n_mouth = next(iter(scenes.values())).n_mouth
-    if not c.render:  # motion-only: nothing renders, so nothing trains Eq. 8's mouth offsets; an adapt that
-        scenes, n_mouth = {}, 0  # renders gives the prior its avatar's mouth Gaussians (GRMN.grow_mouth)
+    # motion-only: nothing renders, so no scenes and no mouth head (nothing would train Eq. 8's offsets); an adapt
+    # that renders gives the prior its avatar's mouth Gaussians (GRMN.grow_mouth)
+    scenes = {ix.identity: build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev)
+              for ix in indices} if c.render else {}
+    n_mouth = next(iter(scenes.values())).n_mouth if scenes else 0
     spec = grmn_spec(c, p.ablation, p.audio_features.window, indices[0].meta, n_mouth)
     grmn = GRMN(spec)
     init_audio_norm(grmn, indices)
@@ -322,7 +323,7 @@ def adapt_run(p: Any, ix: IdentityIndex, split: Any, prior: Path, out_dir: Path,
     scene = build_scene(head, ix.meta, c.n_gaussians, backend=c.rasterizer, device=dev)
     if grmn.spec.n_mouth == 0 and c.render:  # a motion-only prior: its mouth offsets start near zero here
         grmn.grow_mouth(scene.n_mouth)
-    if scene.n_mouth != grmn.spec.n_mouth and (c.render or grmn.spec.n_mouth):
+    if grmn.spec.n_mouth and scene.n_mouth != grmn.spec.n_mouth:  # (a prior without a mouth head is fine unrendered)
         raise ConfigError(f"adapt@{identity}: the avatar has {scene.n_mouth} mouth Gaussians but the pretrained "
                           f"GRMN predicts {grmn.spec.n_mouth}; use the same pretrain.n_gaussians and flame model")
     layers = attach_layers(scene, ix, split, a.layers, a.layer_motion)
